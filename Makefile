@@ -1,0 +1,135 @@
+# virtops.virtnet — developer entry points. `make test` and `make demo` work on a fresh
+# Debian 12 machine as root: they install what they need first (apt packages, a pinned venv).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(abspath .)
+VENV      := $(ROOT)/.venv
+VENV216   := $(ROOT)/.venv-2.16
+PY        := $(VENV)/bin/python
+BUILD     := $(ROOT)/build
+COLL      := $(BUILD)/collections
+COLL_LINK := $(COLL)/ansible_collections/virtops/virtnet
+SANITY    := $(BUILD)/sanity/ansible_collections/virtops/virtnet
+PYTHON    ?= python3
+PYTEST_ARGS ?=
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLL)
+export ANSIBLE_HOST_KEY_CHECKING := False
+export ANSIBLE_NOCOLOR := 1
+export PATH := $(VENV)/bin:$(PATH)
+
+APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
+  dnsmasq-base iptables nftables openssh-server openssh-client iproute2 python3-libvirt \
+  python3-lxml bridge-utils procps kmod util-linux rsync netcat-openbsd chromium
+
+.PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
+  molecule test demo lab-up lab-down bench build collection-check clean
+
+help:
+	@echo "make demo      - bring up a lab hypervisor, trace a NAT'd guest connection, explain it"
+	@echo "make test      - everything CI runs: unit, integration (lab), sanity, lint, vermin, molecule, 2.16 lane"
+	@echo "make unit | integration | sanity | lint | vermin | molecule | compat | bench"
+	@echo "make lab-up | lab-down | build | collection-check | clean"
+
+## --- set-up -------------------------------------------------------------------------------
+deps: apt venv link
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo ">>> apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo ">>> apt packages present"; fi
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: tests/requirements.txt
+	@echo ">>> venv $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+	@$(VENV)/bin/python -c 'import ansible, pytest, lxml, yaml' && touch $@
+
+venv-2.16: $(VENV216)/.stamp
+$(VENV216)/.stamp: tests/requirements-2.16.txt
+	@echo ">>> venv $(VENV216) (ansible-core 2.16 compatibility lane)"
+	@$(PYTHON) -m venv $(VENV216)
+	@$(VENV216)/bin/pip install -q --disable-pip-version-check -r tests/requirements-2.16.txt 2>&1 | grep -v '^WARNING: Location' || true
+	@$(VENV216)/bin/python -c 'import ansible, pytest, lxml, yaml' && touch $@
+
+link:
+	@mkdir -p $(dir $(COLL_LINK))
+	@[ -e $(COLL_LINK) ] || ln -s $(ROOT) $(COLL_LINK)
+
+## --- tests --------------------------------------------------------------------------------
+unit: venv link
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+integration: deps
+	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
+
+vermin: venv
+	$(VENV)/bin/vermin -q --no-tips --violations --eval-annotations -t=2.7- -t=3.6- plugins/modules plugins/module_utils
+	@echo ">>> vermin: target-side code parses on Python 2.7 and 3.6+"
+
+# ansible-test wants the collection under ansible_collections/<ns>/<name>; copy the tracked tree.
+define sanity_run
+	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY)
+	@rsync -a --exclude-from=<(printf '%s\n' .git .venv .venv-2.16 build .pytest_cache .hypothesis __pycache__ 'bench/results') $(ROOT)/ $(SANITY)/
+	cd $(SANITY) && $(1)/bin/ansible-test sanity --color no --python $$($(1)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') $(2)
+endef
+
+sanity: venv
+	$(call sanity_run,$(VENV),--requirements)
+
+sanity-2.16: venv-2.16
+	$(call sanity_run,$(VENV216),--requirements)
+
+compat: venv-2.16 link
+	@echo ">>> compatibility lane: unit tests under ansible-core 2.16"
+	$(VENV216)/bin/python -m pytest -q -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
+	$(MAKE) sanity-2.16
+
+lint: venv link
+	$(VENV)/bin/ansible-lint --profile production
+
+molecule: deps
+	@if ls molecule/*/molecule.yml >/dev/null 2>&1; then \
+	  cd $(ROOT) && $(VENV)/bin/molecule test --all; \
+	else echo ">>> no molecule scenarios yet"; fi
+
+collection-check: build
+	@rm -rf $(BUILD)/install && mkdir -p $(BUILD)/install
+	$(VENV)/bin/ansible-galaxy collection install -p $(BUILD)/install $(BUILD)/virtops-virtnet-*.tar.gz
+	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^__'); do \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install $(VENV)/bin/ansible-doc virtops.virtnet.$$m >/dev/null || exit 1; \
+	  echo "ansible-doc virtops.virtnet.$$m: ok"; done
+
+build: venv
+	@rm -f $(BUILD)/virtops-virtnet-*.tar.gz; mkdir -p $(BUILD)
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD) .
+
+test: deps
+	@echo "=== unit";        $(MAKE) --no-print-directory unit
+	@echo "=== vermin";      $(MAKE) --no-print-directory vermin
+	@echo "=== build";       $(MAKE) --no-print-directory collection-check
+	@echo "=== sanity";      $(MAKE) --no-print-directory sanity
+	@echo "=== lint";        $(MAKE) --no-print-directory lint
+	@echo "=== integration"; $(MAKE) --no-print-directory integration
+	@echo "=== molecule";    $(MAKE) --no-print-directory molecule
+	@echo "=== compat";      $(MAKE) --no-print-directory compat
+
+## --- lab, demo, bench ---------------------------------------------------------------------
+lab-up: deps
+	@$(PYTHON) tests/lab/virtlab.py up --hosts 3 --persona debian12 --persona el7 --persona el6
+
+lab-down:
+	@$(PYTHON) tests/lab/virtlab.py down
+
+demo: deps
+	@bash scripts/demo.sh
+
+bench: deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

@@ -1,0 +1,196 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Libvirt connection and error mapping (PRIVATE: not a public API of this collection).
+
+Used by every libvirt module of the collection::
+
+    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+        check_required_libs, connect)
+
+    check_required_libs(module)
+    conn = connect(module)            # fail_json with a clear message on error
+
+Code that must not depend on AnsibleModule uses ``open_connection(uri)``, which raises
+``VirtnetLibvirtError``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+LIBVIRT_IMPORT_ERROR = None
+try:
+    import libvirt
+    HAS_LIBVIRT = True
+except ImportError:
+    libvirt = None
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+LXML_IMPORT_ERROR = None
+try:
+    from lxml import etree  # noqa: F401, pylint: disable=unused-import
+    HAS_LXML = True
+except ImportError:
+    HAS_LXML = False
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+
+DEFAULT_URI = 'qemu:///system'
+
+# libvirt error codes / domains we map (values are stable ABI; named here so that the
+# module also loads when libvirt-python is missing).
+VIR_ERR_INTERNAL_ERROR = 1
+VIR_ERR_NO_SUPPORT = 3
+VIR_ERR_NO_CONNECT = 5
+VIR_ERR_INVALID_CONN = 6
+VIR_ERR_SYSTEM_ERROR = 38
+VIR_ERR_AUTH_FAILED = 45
+VIR_ERR_OPERATION_INVALID = 55
+VIR_ERR_NO_NETWORK = 43
+VIR_ERR_NO_DOMAIN = 42
+VIR_FROM_RPC = 7
+VIR_FROM_URI = 45
+
+_URI_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.\-]*://')
+
+
+class VirtnetLibvirtError(Exception):
+    """A libvirt failure with a message meant for the user.
+
+    ``kind`` is one of ``unreachable``, ``invalid_uri``, ``auth``, ``libvirt``.
+    """
+
+    def __init__(self, msg, kind='libvirt', uri=None, code=None, exc=None):
+        super(VirtnetLibvirtError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+        self.uri = uri
+        self.code = code
+        self.exc = exc
+
+
+def _silence_libvirt():
+    """Keep libvirt from printing errors on stderr (they are reported through exceptions)."""
+    if HAS_LIBVIRT:
+        try:
+            libvirt.registerErrorHandler(lambda ctx, err: None, None)
+        except Exception:  # pragma: no cover - very old bindings
+            pass
+
+
+def libvirt_error_msg(exc):
+    """Return a one-line human message for a libvirt.libvirtError (or any exception)."""
+    if exc is None:
+        return ''
+    get_msg = getattr(exc, 'get_error_message', None)
+    msg = None
+    if get_msg is not None:
+        try:
+            msg = get_msg()
+        except Exception:
+            msg = None
+    if not msg:
+        msg = str(exc)
+    return ' '.join(msg.split())
+
+
+def libvirt_error_code(exc):
+    get_code = getattr(exc, 'get_error_code', None)
+    if get_code is None:
+        return None
+    try:
+        return get_code()
+    except Exception:
+        return None
+
+
+def libvirt_error_domain(exc):
+    get_dom = getattr(exc, 'get_error_domain', None)
+    if get_dom is None:
+        return None
+    try:
+        return get_dom()
+    except Exception:
+        return None
+
+
+def _socket_path(text):
+    m = re.search(r"connect socket to '([^']+)'", text or '')
+    return m.group(1) if m else None
+
+
+def classify_open_error(uri, exc):
+    """Turn the libvirtError raised by virConnectOpen into a VirtnetLibvirtError."""
+    text = libvirt_error_msg(exc)
+    code = libvirt_error_code(exc)
+    domain = libvirt_error_domain(exc)
+    sock = _socket_path(text)
+    lowered = text.lower()
+    if sock or (code == VIR_ERR_SYSTEM_ERROR and domain == VIR_FROM_RPC) or 'connection refused' in lowered:
+        where = " (socket path %s)" % sock if sock else ''
+        msg = ("libvirtd not reachable for URI %s%s: %s. Is libvirtd (or virtqemud) running "
+               "on the host?" % (uri, where, text))
+        return VirtnetLibvirtError(msg, kind='unreachable', uri=uri, code=code, exc=exc)
+    if (domain == VIR_FROM_URI or 'unable to parse uri' in lowered
+            or 'no connection driver available' in lowered
+            or 'unexpected' in lowered and 'uri' in lowered
+            or 'unsupported' in lowered and 'uri' in lowered
+            or code == VIR_ERR_NO_CONNECT and 'driver' in lowered):
+        msg = "invalid URI %s: %s" % (uri, text)
+        return VirtnetLibvirtError(msg, kind='invalid_uri', uri=uri, code=code, exc=exc)
+    if code == VIR_ERR_AUTH_FAILED or 'authentication' in lowered or 'access denied' in lowered:
+        msg = "libvirt refused access for URI %s: %s" % (uri, text)
+        return VirtnetLibvirtError(msg, kind='auth', uri=uri, code=code, exc=exc)
+    msg = "cannot connect to libvirt at URI %s: %s" % (uri, text)
+    return VirtnetLibvirtError(msg, kind='libvirt', uri=uri, code=code, exc=exc)
+
+
+def open_connection(uri=None):
+    """Open a read-write libvirt connection; raise VirtnetLibvirtError on any failure."""
+    uri = uri or DEFAULT_URI
+    if not HAS_LIBVIRT:
+        raise VirtnetLibvirtError('libvirt-python is not installed', kind='missing_lib', uri=uri)
+    if not _URI_RE.match(uri):
+        raise VirtnetLibvirtError(
+            "invalid URI %s: expected driver[+transport]://[user@][host]/path, "
+            "for example qemu:///system" % uri, kind='invalid_uri', uri=uri)
+    _silence_libvirt()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise classify_open_error(uri, exc)
+    if conn is None:  # pragma: no cover - old bindings returned None
+        raise VirtnetLibvirtError("cannot connect to libvirt at URI %s" % uri, uri=uri)
+    return conn
+
+
+def check_required_libs(module):
+    """fail_json with missing_required_lib() when libvirt-python or lxml is missing."""
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib('libvirt-python (python3-libvirt)'),
+                         exception=LIBVIRT_IMPORT_ERROR)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib('lxml (python3-lxml)'),
+                         exception=LXML_IMPORT_ERROR)
+
+
+def connect(module, uri=None):
+    """Return a virConnect for module.params['uri'] (or ``uri``), or fail_json."""
+    check_required_libs(module)
+    uri = uri or module.params.get('uri') or DEFAULT_URI
+    try:
+        return open_connection(uri)
+    except VirtnetLibvirtError as err:
+        module.fail_json(msg=err.msg, uri=uri, error_kind=err.kind)
+
+
+def is_libvirt_error(exc):
+    return HAS_LIBVIRT and isinstance(exc, libvirt.libvirtError)
