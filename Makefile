@@ -13,6 +13,7 @@ COLL_LINK := $(COLL)/ansible_collections/virtops/virtnet
 SANITY    := $(BUILD)/sanity/ansible_collections/virtops/virtnet
 PYTHON    ?= python3
 PYTEST_ARGS ?=
+SANITY_ARGS ?=
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLL)
 export ANSIBLE_HOST_KEY_CHECKING := False
@@ -75,11 +76,12 @@ vermin: venv
 define sanity_run
 	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY)
 	@rsync -a --exclude-from=<(printf '%s\n' .git .venv .venv-2.16 build .pytest_cache .hypothesis __pycache__ 'bench/results') $(ROOT)/ $(SANITY)/
+	@cd $(SANITY) && git init -q && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm sanity
 	cd $(SANITY) && $(1)/bin/ansible-test sanity --color no --python $$($(1)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') $(2)
 endef
 
 sanity: venv
-	$(call sanity_run,$(VENV),--requirements)
+	$(call sanity_run,$(VENV),--requirements $(SANITY_ARGS))
 
 sanity-2.16: venv-2.16
 	$(call sanity_run,$(VENV216),--requirements)
