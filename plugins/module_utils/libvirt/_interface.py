@@ -1,0 +1,626 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Guest interface model (PRIVATE: not a public API of this collection).
+
+One model describes a domain ``<interface>`` both ways: ``params -> model -> XML`` to build,
+``XML -> model`` to read what libvirt has. ``guest_interface`` and ``network_info`` both use it,
+so the names below are stable within the collection::
+
+    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
+        interface_from_xml, interface_to_xml, domain_interfaces, interface_differences)
+
+    model = interface_from_xml(elem)      # lxml <interface> element (or XML text) -> dict
+    elem = interface_to_xml(model)        # dict -> new lxml <interface> element
+    elem = interface_to_xml(model, base=existing_elem)   # copy of existing, changed keys only
+    models = domain_interfaces(domain_xml)   # every <interface> of a domain, as models
+
+The model is a flat dict whose keys are the ``guest_interface`` options (so a model returned by
+``network_info`` or ``guest_interface`` can be fed back as input). Keys (``None`` = not set):
+
+``type``        ``network`` | ``bridge`` | ``direct`` | ``vhostuser`` (others are read as-is)
+``source``      network name (network), host bridge (bridge), host device (direct); ``None``
+                for vhostuser
+``portgroup``   network portgroup (type network)
+``path``        unix socket path (vhostuser)
+``mode``        macvtap mode ``bridge|vepa|private|passthrough`` (direct) or
+                ``server|client`` (vhostuser)
+``reconnect``   vhostuser client reconnect timeout in seconds (int)
+``queues``      ``<driver queues=N>`` (int)
+``virtualport`` ``{'type': 'openvswitch', 'interfaceid': str|None, 'profileid': str|None}``
+``mac``         lower-case ``xx:xx:xx:xx:xx:xx``
+``model``       NIC model (``virtio`` ...)
+``target_dev``  ``<target dev=>``: host-side device name (vnetN, macvtapN, ...)
+``mtu``         int
+``link_state``  ``up`` | ``down``
+``boot_order``  int
+``filterref``   ``{'filter': name, 'parameters': {NAME: value or [values]}}``
+``bandwidth``   ``{'inbound': {'average','peak','burst','floor'}, 'outbound': {...}}`` (ints)
+
+Read-only keys filled by ``interface_from_xml`` only: ``alias`` (``net0``...) and ``address``
+(``{'type': 'pci', 'bus': ...}``); they are ignored by comparison and building.
+
+Canonical comparison: ``interface_differences(desired, current)`` returns the list of
+``{'key', 'before', 'after'}`` for each key set in ``desired`` that differs (after
+normalisation) from ``current``; ``interface_matches`` is its boolean form. Validation of
+user input: ``validate_interface(model)`` raises ``InterfaceModelError`` with a message meant
+for the user. ``normalize_mac`` parses and canonicalises a MAC address.
+
+lxml is required on the target; this file imports without libvirt-python.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+import os
+import random
+import re
+
+try:
+    from lxml import etree
+    HAS_LXML = True
+except ImportError:  # pragma: no cover - reported by _connection.check_required_libs
+    etree = None
+    HAS_LXML = False
+
+try:
+    string_types = (str, unicode)  # noqa: F821 pylint: disable=undefined-variable
+except NameError:
+    string_types = (str,)
+
+
+INTERFACE_TYPES = ('network', 'bridge', 'direct', 'vhostuser')
+DIRECT_MODES = ('bridge', 'vepa', 'private', 'passthrough')
+VHOSTUSER_MODES = ('server', 'client')
+MODES_BY_TYPE = {
+    'direct': DIRECT_MODES,
+    'vhostuser': VHOSTUSER_MODES,
+}
+LINK_STATES = ('up', 'down')
+VIRTUALPORT_TYPES = ('openvswitch',)
+BANDWIDTH_DIRECTIONS = ('inbound', 'outbound')
+BANDWIDTH_FIELDS = ('average', 'peak', 'burst', 'floor')
+DEFAULT_MODEL = 'virtio'
+
+# Keys that describe an interface (what the module takes and compares).
+INTERFACE_KEYS = ('type', 'source', 'portgroup', 'path', 'mode', 'reconnect', 'queues',
+                  'virtualport', 'mac', 'model', 'target_dev', 'mtu', 'link_state',
+                  'boot_order', 'filterref', 'bandwidth')
+# Keys filled when reading only.
+READONLY_KEYS = ('alias', 'address')
+
+# Host-side device names libvirt generates (and drops again from the inactive XML).
+AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
+
+_MAC_RE = re.compile(r'^([0-9a-fA-F]{1,2})(?::([0-9a-fA-F]{1,2})){5}$')
+
+
+class InterfaceModelError(ValueError):
+    """Invalid interface description; the message is meant for the user."""
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def normalize_mac(mac):
+    """Return ``mac`` as lower-case ``xx:xx:xx:xx:xx:xx``; raise InterfaceModelError if malformed.
+
+    Multicast addresses (lowest bit of the first octet set) are refused like libvirt does.
+    """
+    if mac is None:
+        return None
+    text = str(mac).strip()
+    if not _MAC_RE.match(text):
+        raise InterfaceModelError(
+            "malformed MAC address %r: expected six hex octets separated by ':', "
+            "for example 52:54:00:12:34:56" % (mac,))
+    octets = ['%02x' % int(part, 16) for part in text.split(':')]
+    if int(octets[0], 16) & 1:
+        raise InterfaceModelError(
+            "MAC address %s is a multicast address; a guest interface needs a unicast MAC "
+            "(the first octet must be even, e.g. 52:54:00:...)" % ':'.join(octets))
+    return ':'.join(octets)
+
+
+def random_mac(taken=()):
+    """A random MAC in the 52:54:00 (QEMU/KVM) range, not in ``taken``."""
+    taken = set(taken or ())
+    while True:
+        mac = '52:54:00:%02x:%02x:%02x' % (random.randint(0, 255), random.randint(0, 255),
+                                           random.randint(0, 255))
+        if mac not in taken:
+            return mac
+
+
+def _to_int(value, what):
+    if value is None or value == '':
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InterfaceModelError('%s must be an integer, got %r' % (what, value))
+
+
+def _norm_bandwidth(bw):
+    """Canonical bandwidth: only directions with at least one field; ints; {} when empty."""
+    if not bw:
+        return {}
+    out = {}
+    for direction in BANDWIDTH_DIRECTIONS:
+        fields = bw.get(direction) or {}
+        norm = {}
+        for field in BANDWIDTH_FIELDS:
+            val = _to_int(fields.get(field), 'bandwidth.%s.%s' % (direction, field))
+            if val is not None:
+                norm[field] = val
+        unknown = set(fields) - set(BANDWIDTH_FIELDS)
+        if unknown:
+            raise InterfaceModelError('bandwidth.%s: unknown field(s) %s (known: %s)' % (
+                direction, ', '.join(sorted(unknown)), ', '.join(BANDWIDTH_FIELDS)))
+        if norm:
+            out[direction] = norm
+    unknown = set(bw) - set(BANDWIDTH_DIRECTIONS)
+    if unknown:
+        raise InterfaceModelError('bandwidth: unknown direction(s) %s (known: inbound, outbound)'
+                                  % ', '.join(sorted(unknown)))
+    return out
+
+
+def _norm_param_value(value):
+    if isinstance(value, (list, tuple)):
+        vals = [str(v) for v in value]
+        return vals[0] if len(vals) == 1 else sorted(vals)
+    return str(value)
+
+
+def _norm_filterref(fref):
+    if not fref:
+        return None
+    if isinstance(fref, string_types):
+        fref = {'filter': fref}
+    name = fref.get('filter') or fref.get('name')
+    if not name:
+        raise InterfaceModelError('filterref needs a filter name (filterref.filter)')
+    params = fref.get('parameters') or {}
+    return {'filter': str(name),
+            'parameters': dict((str(k), _norm_param_value(v)) for k, v in params.items())}
+
+
+def _norm_virtualport(vport):
+    if not vport:
+        return None
+    if isinstance(vport, string_types):
+        vport = {'type': vport}
+    return {'type': vport.get('type') or 'openvswitch',
+            'interfaceid': vport.get('interfaceid') or None,
+            'profileid': vport.get('profileid') or None}
+
+
+def canonical_interface(model):
+    """Return a normalised copy of ``model`` with every key of INTERFACE_KEYS present.
+
+    MAC lower-cased, ints as ints, empty bandwidth as {}, filterref/virtualport dicts complete.
+    Raises InterfaceModelError for values that cannot be normalised.
+    """
+    model = model or {}
+    out = {}
+    for key in INTERFACE_KEYS:
+        out[key] = model.get(key)
+    out['mac'] = normalize_mac(out['mac'])
+    for key in ('reconnect', 'queues', 'mtu', 'boot_order'):
+        out[key] = _to_int(out[key], key)
+    out['bandwidth'] = _norm_bandwidth(out['bandwidth'])
+    out['filterref'] = _norm_filterref(out['filterref'])
+    out['virtualport'] = _norm_virtualport(out['virtualport'])
+    for key in READONLY_KEYS:
+        if key in model:
+            out[key] = model[key]
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+def validate_interface(model):
+    """Check a (partial) desired model; raise InterfaceModelError with a clear message.
+
+    Checks the type, that ``mode`` is one the type takes, that type-specific options are not
+    given to another type, that a vhostuser socket path is absolute, and value ranges.
+    """
+    itype = model.get('type')
+    if itype not in INTERFACE_TYPES:
+        raise InterfaceModelError('unsupported interface type %r (supported: %s)'
+                                  % (itype, ', '.join(INTERFACE_TYPES)))
+    mode = model.get('mode')
+    if mode is not None:
+        allowed = MODES_BY_TYPE.get(itype)
+        if not allowed:
+            raise InterfaceModelError(
+                "mode %r is not valid for an interface of type %s: only type direct "
+                "(%s) and type vhostuser (%s) take a mode"
+                % (mode, itype, '|'.join(DIRECT_MODES), '|'.join(VHOSTUSER_MODES)))
+        if mode not in allowed:
+            raise InterfaceModelError('mode %r is not valid for type %s (valid: %s)'
+                                      % (mode, itype, ', '.join(allowed)))
+    if itype == 'vhostuser':
+        path = model.get('path')
+        if not path:
+            raise InterfaceModelError('type vhostuser needs path (the unix socket)')
+        if not os.path.isabs(path):
+            raise InterfaceModelError('vhostuser socket path %r is not absolute' % (path,))
+        if model.get('source'):
+            raise InterfaceModelError('type vhostuser takes path, not source')
+        if model.get('reconnect') is not None and (mode or 'client') != 'client':
+            raise InterfaceModelError('reconnect is only valid with vhostuser mode client')
+    else:
+        if model.get('path'):
+            raise InterfaceModelError('path is only valid for type vhostuser, not %s' % itype)
+        if model.get('reconnect') is not None:
+            raise InterfaceModelError('reconnect is only valid for type vhostuser')
+        if not model.get('source'):
+            what = {'network': 'the libvirt network name', 'bridge': 'the host bridge name',
+                    'direct': 'the host device for the macvtap'}[itype]
+            raise InterfaceModelError('type %s needs source (%s)' % (itype, what))
+    if model.get('portgroup') and itype != 'network':
+        raise InterfaceModelError('portgroup is only valid for type network, not %s' % itype)
+    vport = model.get('virtualport')
+    if vport:
+        vport = _norm_virtualport(vport)
+        if itype not in ('bridge', 'network'):
+            raise InterfaceModelError('virtualport is only valid for types bridge and network')
+        if vport['type'] not in VIRTUALPORT_TYPES:
+            raise InterfaceModelError('virtualport type %r is not supported (supported: %s)'
+                                      % (vport['type'], ', '.join(VIRTUALPORT_TYPES)))
+    if model.get('link_state') is not None and model['link_state'] not in LINK_STATES:
+        raise InterfaceModelError('link_state must be up or down')
+    for key, low, high in (('mtu', 68, 65535), ('queues', 1, 256), ('boot_order', 1, None),
+                           ('reconnect', 1, None)):
+        val = _to_int(model.get(key), key)
+        if val is not None and (val < low or (high is not None and val > high)):
+            raise InterfaceModelError('%s must be %s, got %d' % (
+                key, 'between %d and %d' % (low, high) if high else 'at least %d' % low, val))
+    target = model.get('target_dev')
+    if target is not None and (len(target) > 15 or not re.match(r'^[^\s/:]+$', target)):
+        raise InterfaceModelError('target_dev %r is not a valid host device name' % target)
+    return canonical_interface(model)
+
+
+# --------------------------------------------------------------------------- XML -> model
+
+def _parse(elem):
+    if isinstance(elem, string_types) or isinstance(elem, bytes):
+        if isinstance(elem, bytes):
+            return etree.fromstring(elem)
+        return etree.fromstring(elem.encode('utf-8'))
+    return elem
+
+
+def interface_from_xml(elem):
+    """Read one ``<interface>`` (lxml element or XML text) into a model dict."""
+    elem = _parse(elem)
+    model = dict((key, None) for key in INTERFACE_KEYS)
+    model['bandwidth'] = {}
+    itype = elem.get('type')
+    model['type'] = itype
+    src = elem.find('source')
+    if src is not None:
+        if itype == 'network':
+            model['source'] = src.get('network')
+            model['portgroup'] = src.get('portgroup')
+        elif itype == 'bridge':
+            model['source'] = src.get('bridge')
+        elif itype == 'direct':
+            model['source'] = src.get('dev')
+            model['mode'] = src.get('mode') or 'vepa'
+        elif itype == 'vhostuser':
+            model['path'] = src.get('path')
+            model['mode'] = src.get('mode')
+            rec = src.find('reconnect')
+            if rec is not None and rec.get('enabled') == 'yes':
+                model['reconnect'] = _to_int(rec.get('timeout'), 'reconnect') or None
+        else:
+            model['source'] = (src.get('network') or src.get('bridge') or src.get('dev')
+                               or src.get('path'))
+    vport = elem.find('virtualport')
+    if vport is not None:
+        params = vport.find('parameters')
+        model['virtualport'] = {
+            'type': vport.get('type'),
+            'interfaceid': params.get('interfaceid') if params is not None else None,
+            'profileid': params.get('profileid') if params is not None else None,
+        }
+    mac = elem.find('mac')
+    if mac is not None and mac.get('address'):
+        model['mac'] = mac.get('address').lower()
+    mdl = elem.find('model')
+    if mdl is not None:
+        model['model'] = mdl.get('type')
+    tgt = elem.find('target')
+    if tgt is not None:
+        model['target_dev'] = tgt.get('dev')
+    drv = elem.find('driver')
+    if drv is not None and drv.get('queues'):
+        model['queues'] = _to_int(drv.get('queues'), 'queues')
+    mtu = elem.find('mtu')
+    if mtu is not None:
+        model['mtu'] = _to_int(mtu.get('size'), 'mtu')
+    link = elem.find('link')
+    if link is not None:
+        model['link_state'] = link.get('state')
+    boot = elem.find('boot')
+    if boot is not None:
+        model['boot_order'] = _to_int(boot.get('order'), 'boot_order')
+    fref = elem.find('filterref')
+    if fref is not None:
+        params = {}
+        for par in fref.findall('parameter'):
+            name, value = par.get('name'), par.get('value')
+            if name in params:
+                prev = params[name]
+                params[name] = (prev if isinstance(prev, list) else [prev]) + [value]
+            else:
+                params[name] = value
+        model['filterref'] = _norm_filterref({'filter': fref.get('filter'), 'parameters': params})
+    bw = elem.find('bandwidth')
+    if bw is not None:
+        raw = {}
+        for direction in BANDWIDTH_DIRECTIONS:
+            d = bw.find(direction)
+            if d is not None:
+                raw[direction] = dict((f, d.get(f)) for f in BANDWIDTH_FIELDS if d.get(f))
+        model['bandwidth'] = _norm_bandwidth(raw)
+    alias = elem.find('alias')
+    model['alias'] = alias.get('name') if alias is not None else None
+    addr = elem.find('address')
+    model['address'] = dict(addr.attrib) if addr is not None else None
+    return model
+
+
+def domain_interfaces(domain_xml):
+    """All ``<interface>`` of a domain (lxml root or XML text) as models, in document order."""
+    root = _parse(domain_xml)
+    return [interface_from_xml(e) for e in root.findall('./devices/interface')]
+
+
+# --------------------------------------------------------------------------- model -> XML
+
+def _child(parent, tag, before=()):
+    """Return parent's first ``tag`` child, creating it (placed before ``before`` tags)."""
+    found = parent.find(tag)
+    if found is not None:
+        return found
+    new = etree.Element(tag)
+    for idx, existing in enumerate(parent):
+        if existing.tag in before:
+            parent.insert(idx, new)
+            return new
+    parent.append(new)
+    return new
+
+
+def _drop(parent, tag):
+    for e in parent.findall(tag):
+        parent.remove(e)
+
+
+def _set_simple(elem, tag, attr, value):
+    if value is None:
+        _drop(elem, tag)
+    else:
+        _child(elem, tag).set(attr, str(value))
+
+
+def interface_to_xml(model, base=None, keys=None):
+    """Build an ``<interface>`` element from ``model``.
+
+    With ``base`` (an existing ``<interface>`` element), a deep copy of it is changed: only the
+    keys in ``keys`` (default: every key set, i.e. not None, in ``model``) are applied, so what
+    the model does not know (PCI address, rom, alias, ...) is kept. Without ``base`` a new
+    element is built from every key set in ``model``; ``model`` defaults to ``virtio`` there.
+    """
+    if base is None:
+        elem = etree.Element('interface')
+        model = dict(model)
+        if model.get('model') is None:
+            model['model'] = DEFAULT_MODEL
+        apply_keys = [k for k in INTERFACE_KEYS if model.get(k) not in (None, {}, [])]
+    else:
+        elem = copy.deepcopy(base)
+        if keys is None:
+            keys = [k for k in INTERFACE_KEYS if model.get(k) is not None]
+        apply_keys = list(keys)
+    itype = model.get('type') if 'type' in apply_keys else elem.get('type')
+    if itype is None:
+        raise InterfaceModelError('interface type is required')
+    old_type = elem.get('type')
+    elem.set('type', itype)
+    if old_type != itype:
+        # A type change replaces the source (and type-bound children) entirely.
+        _drop(elem, 'source')
+        if itype not in ('bridge', 'network'):
+            _drop(elem, 'virtualport')
+        # The old type's source values do not carry over.
+        apply_keys = list(set(apply_keys) | set(['source', 'portgroup', 'path', 'mode', 'reconnect']))
+    if 'mac' in apply_keys:
+        _set_simple(elem, 'mac', 'address', normalize_mac(model.get('mac')))
+    if set(apply_keys) & set(['source', 'portgroup', 'path', 'mode', 'reconnect']):
+        src = _child(elem, 'source')
+        cur = dict(src.attrib)
+        src.attrib.clear()
+        _drop(src, 'reconnect')
+
+        def pick(key, attr):
+            if key in apply_keys:
+                return model.get(key)
+            return cur.get(attr)
+
+        if itype == 'network':
+            attrs = [('network', pick('source', 'network')), ('portgroup', pick('portgroup', 'portgroup'))]
+        elif itype == 'bridge':
+            attrs = [('bridge', pick('source', 'bridge'))]
+        elif itype == 'direct':
+            attrs = [('dev', pick('source', 'dev')), ('mode', pick('mode', 'mode'))]
+        elif itype == 'vhostuser':
+            attrs = [('type', 'unix'), ('path', pick('path', 'path')), ('mode', pick('mode', 'mode'))]
+        else:
+            attrs = list(cur.items())
+        for name, value in attrs:
+            if value is not None:
+                src.set(name, str(value))
+        if itype == 'vhostuser':
+            timeout = model.get('reconnect') if 'reconnect' in apply_keys else None
+            if timeout is not None:
+                etree.SubElement(src, 'reconnect', enabled='yes', timeout=str(int(timeout)))
+    if 'virtualport' in apply_keys:
+        _drop(elem, 'virtualport')
+        vport = _norm_virtualport(model.get('virtualport'))
+        if vport:
+            vp = etree.Element('virtualport', type=vport['type'])
+            params = dict((k, vport[k]) for k in ('interfaceid', 'profileid') if vport.get(k))
+            if params:
+                etree.SubElement(vp, 'parameters', **params)
+            src = elem.find('source')
+            elem.insert(elem.index(src) + 1 if src is not None else len(elem), vp)
+    if 'target_dev' in apply_keys:
+        _set_simple(elem, 'target', 'dev', model.get('target_dev'))
+    if 'model' in apply_keys:
+        _set_simple(elem, 'model', 'type', model.get('model'))
+    if 'queues' in apply_keys:
+        queues = model.get('queues')
+        drv = elem.find('driver')
+        if queues is None:
+            if drv is not None:
+                drv.attrib.pop('queues', None)
+                if not drv.attrib and len(drv) == 0:
+                    elem.remove(drv)
+        else:
+            _child(elem, 'driver').set('queues', str(int(queues)))
+    if 'mtu' in apply_keys:
+        _set_simple(elem, 'mtu', 'size', model.get('mtu'))
+    if 'link_state' in apply_keys:
+        _set_simple(elem, 'link', 'state', model.get('link_state'))
+    if 'boot_order' in apply_keys:
+        _set_simple(elem, 'boot', 'order', model.get('boot_order'))
+    if 'filterref' in apply_keys:
+        _drop(elem, 'filterref')
+        fref = _norm_filterref(model.get('filterref'))
+        if fref:
+            fe = etree.SubElement(elem, 'filterref', filter=fref['filter'])
+            for name in sorted(fref['parameters']):
+                values = fref['parameters'][name]
+                for value in (values if isinstance(values, list) else [values]):
+                    etree.SubElement(fe, 'parameter', name=name, value=value)
+    if 'bandwidth' in apply_keys:
+        _drop(elem, 'bandwidth')
+        bw = _norm_bandwidth(model.get('bandwidth'))
+        if bw:
+            be = etree.SubElement(elem, 'bandwidth')
+            for direction in BANDWIDTH_DIRECTIONS:
+                if direction in bw:
+                    etree.SubElement(be, direction, **dict(
+                        (f, str(bw[direction][f])) for f in BANDWIDTH_FIELDS if f in bw[direction]))
+    return elem
+
+
+def interface_to_string(elem):
+    """Pretty XML text of an element (for diffs and libvirt calls)."""
+    text = etree.tostring(elem, pretty_print=True)
+    if not isinstance(text, str):
+        text = text.decode('utf-8')
+    return text
+
+
+def reindent(elem):
+    """Return a copy of ``elem`` with whitespace-only text removed, so pretty printing works."""
+    elem = copy.deepcopy(elem)
+    for e in elem.iter():
+        if e.text is not None and not e.text.strip():
+            e.text = None
+        if e.tail is not None and not e.tail.strip():
+            e.tail = None
+    return elem
+
+
+# --------------------------------------------------------------------------- comparison
+
+def _comparable(model, key):
+    value = model.get(key)
+    if key == 'bandwidth':
+        return _norm_bandwidth(value)
+    if key == 'filterref':
+        return _norm_filterref(value)
+    if key == 'virtualport':
+        vport = _norm_virtualport(value)
+        return vport
+    if key == 'mac':
+        return normalize_mac(value)
+    if key in ('reconnect', 'queues', 'mtu', 'boot_order'):
+        return _to_int(value, key)
+    return value
+
+
+def interface_differences(desired, current, keys=None):
+    """List of ``{'key', 'before', 'after'}`` where ``current`` differs from ``desired``.
+
+    Only keys set (not None) in ``desired`` are compared, unless ``keys`` names them; a
+    ``bandwidth`` of ``{}`` means "no bandwidth limits" and is compared. Values are normalised
+    first (MAC case, ints, bandwidth, filterref parameter order). A virtualport given without
+    ``interfaceid`` matches any interfaceid libvirt generated.
+    """
+    diffs = []
+    if keys is None:
+        keys = [k for k in INTERFACE_KEYS if desired.get(k) is not None]
+    for key in keys:
+        want = _comparable(desired, key)
+        have = _comparable(current, key)
+        if key == 'virtualport' and want and have:
+            want = dict(want)
+            for sub in ('interfaceid', 'profileid'):
+                if want.get(sub) is None:
+                    want[sub] = have.get(sub)
+        if key == 'mode' and want is None:
+            continue
+        if want != have:
+            diffs.append({'key': key, 'before': have, 'after': want})
+    return diffs
+
+
+def interface_matches(desired, current, keys=None):
+    """True when ``current`` has every value set in ``desired`` (see interface_differences)."""
+    return not interface_differences(desired, current, keys)
+
+
+def interface_identity(model):
+    """Human label of an interface: ``type source`` plus the MAC when known."""
+    what = model.get('path') if model.get('type') == 'vhostuser' else model.get('source')
+    label = '%s %s' % (model.get('type'), what)
+    if model.get('mac'):
+        label += ' (mac %s)' % model['mac']
+    return label
+
+
+def same_source(desired, current):
+    """True when ``current`` has the type and source (vhostuser: socket path) of ``desired``."""
+    if desired.get('type') != current.get('type'):
+        return False
+    if desired.get('type') == 'vhostuser':
+        return desired.get('path') == current.get('path')
+    return desired.get('source') == current.get('source')
+
+
+def find_interface_elements(domain_root, desired):
+    """``[(element, model)]`` of the domain's interfaces that ``desired`` identifies.
+
+    By MAC when ``desired['mac']`` is set, otherwise by type + source.
+    """
+    found = []
+    mac = normalize_mac(desired.get('mac')) if desired.get('mac') else None
+    for elem in domain_root.findall('./devices/interface'):
+        current = interface_from_xml(elem)
+        if mac is not None:
+            if current.get('mac') == mac:
+                found.append((elem, current))
+        elif same_source(desired, current):
+            found.append((elem, current))
+    return found
