@@ -1,0 +1,553 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Domain interface manager behind ``guest_interface`` (PRIVATE: not a public API).
+
+``GuestInterfaceManager(conn, params, check_mode=False, host=None).run()`` plans, then applies,
+one interface of one domain and returns the result dict of the module; it raises
+``GuestInterfaceError`` (message for the user, extra result keys) instead of calling
+``fail_json``, so that it can be driven from tests with a fake connection.
+
+Plan first: the persistent (inactive) definition and the live domain are compared separately
+with the interface model (``_interface.py``); each gets at most one action (attach, update,
+detach). Live actions go first, so that a refused live change with ``on_live_impossible: fail``
+leaves nothing changed.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import re
+import time
+
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
+    DEFAULT_MODEL,
+    InterfaceModelError,
+    find_interface_elements,
+    interface_differences,
+    interface_from_xml,
+    interface_identity,
+    interface_to_string,
+    interface_to_xml,
+    normalize_mac,
+    random_mac,
+    reindent,
+    validate_interface,
+)
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by _connection.check_required_libs
+    etree = None
+
+# libvirt constants (stable ABI), named here so that this file loads without libvirt-python.
+VIR_DOMAIN_AFFECT_LIVE = 1
+VIR_DOMAIN_AFFECT_CONFIG = 2
+VIR_DOMAIN_XML_SECURE = 1
+VIR_DOMAIN_XML_INACTIVE = 2
+VIR_ERR_NO_DOMAIN = 42
+VIR_ERR_NO_NETWORK = 43
+VIR_ERR_CONFIG_UNSUPPORTED = 67
+VIR_ERR_OPERATION_UNSUPPORTED = 84
+
+# What libvirt can change on a running interface (qemuDomainChangeNet).
+LIVE_UPDATABLE = frozenset(['link_state', 'bandwidth', 'filterref'])
+# ... plus, when old and new are both tap-on-bridge types (network/bridge):
+LIVE_UPDATABLE_BRIDGED = frozenset(['type', 'source', 'portgroup', 'virtualport'])
+BRIDGED_TYPES = ('network', 'bridge')
+
+_UNPLUG_IN_PROGRESS_RE = re.compile(r'already in the process of unplug|unplug.*(pending|progress)',
+                                    re.IGNORECASE)
+_LOCAL_URI_RE = re.compile(r'^[A-Za-z0-9+.\-]+://(localhost)?/')
+
+
+class GuestInterfaceError(Exception):
+    """Failure with a message meant for the user; ``extra`` goes into the result."""
+
+    def __init__(self, msg, **extra):
+        super(GuestInterfaceError, self).__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+class HostView:
+    """What the manager needs to know about the hypervisor itself (overridable in tests)."""
+
+    def __init__(self, sysfs='/sys/class/net'):
+        self.sysfs = sysfs
+
+    def netdev_exists(self, name):
+        return os.path.exists(os.path.join(self.sysfs, name))
+
+    def is_linux_bridge(self, name):
+        return os.path.isdir(os.path.join(self.sysfs, name, 'bridge'))
+
+    def list_netdevs(self):
+        try:
+            return sorted(os.listdir(self.sysfs))
+        except OSError:
+            return []
+
+
+def _err_code(exc):
+    get = getattr(exc, 'get_error_code', None)
+    try:
+        return get() if get else None
+    except Exception:
+        return None
+
+
+def _err_msg(exc):
+    get = getattr(exc, 'get_error_message', None)
+    msg = None
+    try:
+        msg = get() if get else None
+    except Exception:
+        msg = None
+    return ' '.join((msg or str(exc)).split())
+
+
+def has_shared_memory(domain_root):
+    """True when the domain's memory can be shared with a vhost-user backend."""
+    if domain_root.find('./memoryBacking/hugepages') is not None:
+        return True
+    access = domain_root.find('./memoryBacking/access')
+    if access is not None and access.get('mode') == 'shared':
+        return True
+    cells = domain_root.findall('./cpu/numa/cell')
+    return bool(cells) and all(c.get('memAccess') == 'shared' for c in cells)
+
+
+def add_shared_memory(domain_root):
+    """Add ``<memoryBacking><access mode='shared'/></memoryBacking>`` (in place)."""
+    mb = domain_root.find('memoryBacking')
+    if mb is None:
+        mb = etree.Element('memoryBacking')
+        anchor = None
+        for tag in ('currentMemory', 'memory', 'maxMemory'):
+            anchor = domain_root.find(tag)
+            if anchor is not None:
+                break
+        if anchor is not None:
+            domain_root.insert(domain_root.index(anchor) + 1, mb)
+        else:
+            domain_root.append(mb)
+    access = mb.find('access')
+    if access is None:
+        access = etree.SubElement(mb, 'access')
+    access.set('mode', 'shared')
+    return domain_root
+
+
+def desired_from_params(params):
+    """The (partial) interface model asked for by the module parameters."""
+    keys = ('type', 'source', 'portgroup', 'path', 'mode', 'reconnect', 'queues', 'virtualport',
+            'mac', 'model', 'target_dev', 'mtu', 'link_state', 'boot_order', 'filterref',
+            'bandwidth')
+    return dict((k, params.get(k)) for k in keys)
+
+
+class GuestInterfaceManager:
+    """Plan and apply one interface of one domain (see module docstring)."""
+
+    def __init__(self, conn, params, check_mode=False, host=None, sleep=time.sleep, clock=time.time):
+        self.conn = conn
+        self.params = params
+        self.check_mode = check_mode
+        self.host = host or HostView()
+        self.sleep = sleep
+        self.clock = clock
+        self.warnings = []
+        self.changes = []
+        self.live = {'active': False, 'status': 'not_running', 'reason': None}
+        self.diff = {'before': '', 'after': ''}
+
+    # ------------------------------------------------------------------ helpers
+    def _fail(self, msg, **extra):
+        raise GuestInterfaceError(msg, **extra)
+
+    def _local(self):
+        uri = self.params.get('uri') or 'qemu:///system'
+        return bool(_LOCAL_URI_RE.match(uri))
+
+    def _lookup_domain(self, name):
+        try:
+            return self.conn.lookupByName(name)
+        except Exception as exc:  # libvirt.libvirtError
+            if _err_code(exc) == VIR_ERR_NO_DOMAIN or 'not found' in _err_msg(exc).lower():
+                names = []
+                try:
+                    names = sorted(d.name() for d in self.conn.listAllDomains(0))
+                except Exception:
+                    pass
+                self._fail("domain %s not found (defined domains: %s)"
+                           % (name, ', '.join(names) or 'none'))
+            self._fail('cannot look up domain %s: %s' % (name, _err_msg(exc)))
+
+    def _xml(self, dom, inactive):
+        flags = VIR_DOMAIN_XML_SECURE | (VIR_DOMAIN_XML_INACTIVE if inactive else 0)
+        return etree.fromstring(dom.XMLDesc(flags).encode('utf-8'))
+
+    def _check_mac_unique(self, mac, dom_name):
+        try:
+            domains = self.conn.listAllDomains(0)
+        except Exception:
+            return
+        for other in domains:
+            if other.name() == dom_name:
+                continue
+            for flags in (VIR_DOMAIN_XML_INACTIVE, 0):
+                try:
+                    root = etree.fromstring(other.XMLDesc(flags).encode('utf-8'))
+                except Exception:
+                    continue
+                for elem in root.findall('./devices/interface/mac'):
+                    if (elem.get('address') or '').lower() == mac:
+                        self._fail('duplicate MAC address %s: already used by domain %s'
+                                   % (mac, other.name()), mac=mac)
+
+    def _check_source(self, desired):
+        itype, src = desired['type'], desired.get('source')
+        if itype == 'network':
+            try:
+                net = self.conn.networkLookupByName(src)
+            except Exception as exc:
+                if _err_code(exc) == VIR_ERR_NO_NETWORK or 'not found' in _err_msg(exc).lower():
+                    names = []
+                    try:
+                        names = sorted(n.name() for n in self.conn.listAllNetworks(0))
+                    except Exception:
+                        pass
+                    self._fail('unknown network %s (libvirt networks: %s)'
+                               % (src, ', '.join(names) or 'none'))
+                self._fail('cannot look up network %s: %s' % (src, _err_msg(exc)))
+            try:
+                if not net.isActive():
+                    self.warnings.append('network %s is not active: a running guest cannot be '
+                                         'plugged into it until it is started' % src)
+            except Exception:
+                pass
+            return
+        if not self._local():
+            return  # host devices can only be checked on the hypervisor itself
+        if itype == 'bridge':
+            vport = desired.get('virtualport') or {}
+            if vport:
+                if not self.host.netdev_exists(src):
+                    self._fail('unknown bridge %s: no such network device on the host (Open '
+                               'vSwitch bridges must exist in OVS first)' % src)
+            elif not self.host.is_linux_bridge(src):
+                bridges = [d for d in self.host.list_netdevs() if self.host.is_linux_bridge(d)]
+                if self.host.netdev_exists(src):
+                    self._fail('%s exists on the host but is not a Linux bridge (for an Open '
+                               'vSwitch bridge set virtualport: openvswitch)' % src)
+                self._fail('unknown bridge %s (host bridges: %s)'
+                           % (src, ', '.join(bridges) or 'none'))
+        elif itype == 'direct':
+            if not self.host.netdev_exists(src):
+                self._fail('macvtap source device %s does not exist on the host (devices: %s)'
+                           % (src, ', '.join(self.host.list_netdevs()) or 'none'))
+
+    def _live_policy(self, running):
+        live = self.params.get('live') or 'auto'
+        if live == 'never':
+            return False, 'disabled'
+        if not running:
+            if live == 'always':
+                self._fail("live: always, but domain %s is not running" % self.params['domain'])
+            return False, 'not_running'
+        return True, None
+
+    def _live_impossible(self, reason):
+        """A live change cannot be made: fail, or note it and go on with the config only."""
+        if (self.params.get('live') == 'always'
+                or (self.params.get('on_live_impossible') or 'config_only') == 'fail'):
+            self._fail('cannot apply the change to running domain %s: %s'
+                       % (self.params['domain'], reason), live_status='impossible')
+        self.live.update(status='impossible', reason=reason)
+        self.warnings.append('%s; changed the persistent configuration only (applies at next '
+                             'boot of the domain)' % reason)
+
+    @staticmethod
+    def live_blockers(before, diffs):
+        """Keys of ``diffs`` that libvirt cannot change on a running interface."""
+        after_type = before.get('type')
+        for d in diffs:
+            if d['key'] == 'type':
+                after_type = d['after']
+        bridged = before.get('type') in BRIDGED_TYPES and after_type in BRIDGED_TYPES
+        allowed = LIVE_UPDATABLE | (LIVE_UPDATABLE_BRIDGED if bridged else frozenset())
+        return [d['key'] for d in diffs if d['key'] not in allowed]
+
+    # ------------------------------------------------------------------ main
+    def run(self):
+        params = self.params
+        state = params.get('state') or 'present'
+        desired = desired_from_params(params)
+        try:
+            if desired.get('mac'):
+                desired['mac'] = normalize_mac(desired['mac'])
+            if state == 'present':
+                validate_interface(desired)
+            elif not desired.get('mac'):
+                validate_interface(dict(desired, mode=None, reconnect=None))
+        except InterfaceModelError as exc:
+            self._fail(str(exc))
+
+        dom = self._lookup_domain(params['domain'])
+        config_root = self._xml(dom, inactive=True)
+        running = bool(dom.isActive())
+        self.live['active'] = running
+        live_root = self._xml(dom, inactive=False) if running else None
+        do_live, why_not = self._live_policy(running)
+        if not do_live:
+            self.live['status'] = why_not
+
+        matches = find_interface_elements(config_root, desired)
+        if len(matches) > 1:
+            self._fail('%d interfaces of domain %s match %s (MACs %s): give mac to pick one'
+                       % (len(matches), params['domain'], interface_identity(desired),
+                          ', '.join(m[1]['mac'] or '?' for m in matches)))
+        if state == 'present':
+            result = self._present(dom, config_root, live_root, desired, matches, do_live)
+        else:
+            result = self._absent(dom, config_root, live_root, desired, matches, do_live)
+        result.update(changed=bool(self.changes), changes=self.changes, live=self.live,
+                      warnings=self.warnings, diff=self.diff)
+        return result
+
+    # ------------------------------------------------------------------ present
+    def _present(self, dom, config_root, live_root, desired, matches, do_live):
+        params = self.params
+        self._check_source(desired)
+        if desired.get('mac') and not matches:
+            # The MAC identifies a new interface; it must not be taken elsewhere.
+            taken = [m['mac'] for m in [interface_from_xml(e) for e in config_root.findall('./devices/interface')]]
+            if desired['mac'] in taken:  # pragma: no cover - would have matched
+                self._fail('duplicate MAC address %s in domain %s' % (desired['mac'], params['domain']))
+            self._check_mac_unique(desired['mac'], params['domain'])
+
+        # vhost-user needs guest memory shared with the backend process.
+        memory_pending = False
+        if desired['type'] == 'vhostuser' and not has_shared_memory(config_root):
+            if not params.get('ensure_shared_memory'):
+                self._fail('type vhostuser needs shared guest memory, and domain %s has neither '
+                           "<memoryBacking><access mode='shared'/></memoryBacking> nor hugepages; "
+                           'set ensure_shared_memory: true to add shared access to its '
+                           'configuration (applies at next boot)' % params['domain'])
+            self.changes.append({'target': 'config', 'action': 'memory_backing',
+                                 'detail': "added <memoryBacking><access mode='shared'/> (applies at next boot)"})
+            memory_pending = True
+            self.warnings.append("added shared memory access to domain %s's configuration; it "
+                                 "takes effect at the next boot of the domain" % params['domain'])
+
+        if matches:
+            old_elem, current = matches[0]
+            diffs = interface_differences(desired, current)
+            if not diffs:
+                new_elem = old_elem
+            else:
+                new_elem = interface_to_xml(desired, base=old_elem, keys=[d['key'] for d in diffs])
+                self.changes.append({'target': 'config', 'action': 'update',
+                                     'keys': [d['key'] for d in diffs], 'differences': diffs})
+            self.diff['before'] = interface_to_string(reindent(old_elem))
+        else:
+            diffs = None
+            model = dict(desired)
+            if not model.get('mac'):
+                taken = set()
+                for d in self.conn.listAllDomains(0) if hasattr(self.conn, 'listAllDomains') else []:
+                    try:
+                        root = etree.fromstring(d.XMLDesc(VIR_DOMAIN_XML_INACTIVE).encode('utf-8'))
+                    except Exception:
+                        continue
+                    taken.update((e.get('address') or '').lower()
+                                 for e in root.findall('./devices/interface/mac'))
+                model['mac'] = random_mac(taken)
+            if not model.get('model'):
+                model['model'] = DEFAULT_MODEL
+            new_elem = interface_to_xml(model)
+            old_elem = None
+            self.changes.append({'target': 'config', 'action': 'attach'})
+        new_model = interface_from_xml(new_elem)
+        self.diff['after'] = interface_to_string(reindent(new_elem))
+        mac = new_model['mac']
+
+        # Live side, planned against the live XML.
+        live_action = None
+        if do_live:
+            live_matches = [(e, m) for e, m in find_interface_elements(live_root, {'mac': mac})]
+            if not live_matches:
+                if desired['type'] == 'vhostuser' and (memory_pending or not has_shared_memory(live_root)):
+                    self._live_impossible('the running domain has no shared memory for a '
+                                          'vhost-user interface')
+                else:
+                    live_action = ('attach', new_elem, None)
+            else:
+                live_elem, live_model = live_matches[0]
+                live_diffs = interface_differences(desired, live_model)
+                if live_diffs:
+                    blockers = self.live_blockers(live_model, live_diffs)
+                    if blockers:
+                        self._live_impossible('libvirt cannot change %s of a running interface'
+                                              % ', '.join(sorted(blockers)))
+                    else:
+                        live_elem_new = interface_to_xml(desired, base=live_elem,
+                                                         keys=[d['key'] for d in live_diffs])
+                        live_action = ('update', live_elem_new, live_diffs)
+                else:
+                    self.live['status'] = 'unchanged'
+        if live_action:
+            change = {'target': 'live', 'action': live_action[0]}
+            if live_action[2]:
+                change['keys'] = [d['key'] for d in live_action[2]]
+            self.changes.append(change)
+
+        if not self.check_mode:
+            if live_action:
+                self._apply_live(dom, live_action)
+            if memory_pending:
+                root = self._xml(dom, inactive=True)
+                try:
+                    self.conn.defineXML(etree.tostring(add_shared_memory(root)).decode('utf-8'))
+                except Exception as exc:
+                    self._fail('cannot add shared memory to domain %s: %s'
+                               % (params['domain'], _err_msg(exc)))
+            self._apply_config(dom, old_elem, new_elem, diffs)
+            if self.changes:
+                after = find_interface_elements(self._xml(dom, inactive=True), {'mac': mac})
+                if after:
+                    new_model = after[0][1]
+                    self.diff['after'] = interface_to_string(reindent(after[0][0]))
+        elif live_action:
+            self.live['status'] = 'applied'
+
+        self._warn_direct_only(config_root, old_elem, new_model)
+        new_model.pop('alias', None)
+        new_model.pop('address', None)
+        return {'interface': new_model}
+
+    def _apply_live(self, dom, action):
+        kind, elem, _diffs = action
+        xml = interface_to_string(elem)
+        try:
+            if kind == 'attach':
+                dom.attachDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)
+            else:
+                dom.updateDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)
+        except Exception as exc:
+            code = _err_code(exc)
+            if kind == 'update' and code in (VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_CONFIG_UNSUPPORTED):
+                self.changes[:] = [c for c in self.changes if c['target'] != 'live']
+                self._live_impossible('libvirt refused the live change: %s' % _err_msg(exc))
+                return
+            self._fail('cannot %s the interface on running domain %s: %s (nothing was changed)'
+                       % ('hot-plug' if kind == 'attach' else 'update', self.params['domain'],
+                          _err_msg(exc)), libvirt_error=_err_msg(exc))
+        self.live['status'] = 'applied'
+
+    def _apply_config(self, dom, old_elem, new_elem, diffs):
+        try:
+            if old_elem is None:
+                dom.attachDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
+            elif diffs:
+                dom.updateDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
+        except Exception as exc:
+            self._fail('cannot change the configuration of domain %s: %s'
+                       % (self.params['domain'], _err_msg(exc)), changes=self.changes)
+
+    def _warn_direct_only(self, config_root, old_elem, new_model):
+        models = [interface_from_xml(e) for e in config_root.findall('./devices/interface')
+                  if e is not old_elem]
+        models.append(new_model)
+        if models and all(m['type'] == 'direct' for m in models):
+            self.warnings.append(
+                "all interfaces of domain %s are macvtap (type direct): the host itself cannot "
+                "reach the guest over them (in bridge mode a macvtap only talks to the outside "
+                "network and to other macvtaps on the same device, not to the host's own "
+                "address on it); add a network or bridge interface if the host must reach the "
+                "guest" % self.params['domain'])
+
+    # ------------------------------------------------------------------ absent
+    def _absent(self, dom, config_root, live_root, desired, matches, do_live):
+        old_elem, current = matches[0] if matches else (None, None)
+        live_elem = None
+        if do_live:
+            ident = {'mac': current['mac']} if current and current.get('mac') else desired
+            live_matches = find_interface_elements(live_root, ident)
+            if len(live_matches) > 1:
+                self._fail('%d live interfaces of domain %s match %s: give mac to pick one'
+                           % (len(live_matches), self.params['domain'], interface_identity(desired)))
+            if live_matches:
+                live_elem = live_matches[0][0]
+            else:
+                self.live['status'] = 'unchanged'
+        if old_elem is not None:
+            self.changes.append({'target': 'config', 'action': 'detach'})
+            self.diff['before'] = interface_to_string(reindent(old_elem))
+        elif live_elem is not None:
+            self.diff['before'] = interface_to_string(reindent(live_elem))
+        if live_elem is not None:
+            self.changes.append({'target': 'live', 'action': 'detach'})
+        removed = current if current is not None else (
+            interface_from_xml(live_elem) if live_elem is not None else None)
+        if removed is not None:
+            removed.pop('alias', None)
+            removed.pop('address', None)
+
+        if self.check_mode:
+            if live_elem is not None:
+                self.live['status'] = 'removed'
+            return {'interface': removed}
+
+        if live_elem is not None:
+            self._detach_live(dom, live_elem)
+        if old_elem is not None:
+            try:
+                dom.detachDeviceFlags(interface_to_string(old_elem), VIR_DOMAIN_AFFECT_CONFIG)
+            except Exception as exc:
+                self._fail('cannot remove the interface from the configuration of domain %s: %s'
+                           % (self.params['domain'], _err_msg(exc)), changes=self.changes)
+        if live_elem is not None and self.live['status'] == 'requested':
+            self._wait_unplug(dom, interface_from_xml(live_elem)['mac'])
+        return {'interface': removed}
+
+    def _detach_live(self, dom, live_elem):
+        try:
+            dom.detachDeviceFlags(interface_to_string(live_elem), VIR_DOMAIN_AFFECT_LIVE)
+        except Exception as exc:
+            msg = _err_msg(exc)
+            if _UNPLUG_IN_PROGRESS_RE.search(msg):
+                # Requested by an earlier run; nothing new to do live.
+                self.changes[:] = [c for c in self.changes if c['target'] != 'live']
+                self.live.update(status='pending', reason='unplug already requested, the guest '
+                                 'has not released the device yet (%s)' % msg)
+                return
+            self._fail('cannot unplug the interface from running domain %s: %s (nothing was '
+                       'changed)' % (self.params['domain'], msg), libvirt_error=msg)
+        self.live['status'] = 'requested'
+
+    def _wait_unplug(self, dom, mac):
+        timeout = float(self.params.get('unplug_timeout') or 0)
+        deadline = self.clock() + timeout
+        while True:
+            try:
+                still = find_interface_elements(self._xml(dom, inactive=False), {'mac': mac})
+            except Exception:
+                still = []  # domain stopped meanwhile: the device is gone
+            if not still:
+                self.live.update(status='removed', reason=None)
+                return
+            if self.clock() >= deadline:
+                break
+            self.sleep(min(0.5, max(0.05, deadline - self.clock())))
+        self.live.update(
+            status='pending',
+            reason='the guest did not release the device within unplug_timeout=%ss (unplug '
+                   'needs the guest OS to answer the ACPI eject); removed from the configuration, '
+                   'still present in the running domain until the guest releases it or the '
+                   'domain is restarted' % self.params.get('unplug_timeout'))
+        self.warnings.append(self.live['reason'])
