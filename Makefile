@@ -73,7 +73,10 @@ vermin: venv
 	@echo ">>> vermin: target-side code parses on Python 2.7 and 3.6+"
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>; copy the tracked tree.
+# ansible-test fetches a pip bootstrap script from a CI file server; seed its cache offline.
 define sanity_run
+	@mkdir -p $(HOME)/.ansible/test/cache && for v in 24_2 23_1_2 21_3_1 20_3_4; do \
+	  cp tests/utils/ansible_test_get_pip.py $(HOME)/.ansible/test/cache/get_pip_$$v.py; done
 	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY)
 	@rsync -a --exclude-from=<(printf '%s\n' .git .venv .venv-2.16 build .pytest_cache .hypothesis __pycache__ 'bench/results') $(ROOT)/ $(SANITY)/
 	@cd $(SANITY) && git init -q && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm sanity
@@ -101,7 +104,7 @@ molecule: deps
 
 collection-check: build
 	@rm -rf $(BUILD)/install && mkdir -p $(BUILD)/install
-	$(VENV)/bin/ansible-galaxy collection install -p $(BUILD)/install $(BUILD)/virtops-virtnet-*.tar.gz
+	$(VENV)/bin/ansible-galaxy collection install --force -p $(BUILD)/install $(BUILD)/virtops-virtnet-*.tar.gz
 	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^__'); do \
 	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/install $(VENV)/bin/ansible-doc virtops.virtnet.$$m >/dev/null || exit 1; \
 	  echo "ansible-doc virtops.virtnet.$$m: ok"; done

@@ -101,7 +101,7 @@ class Bench:
     def step(self, name, ours, theirs=None, setup=None, goal=None, runs=None):
         """Time ``ours`` and ``theirs`` alternately; ``setup()`` runs before every side."""
         step = Step(name=name, goal=goal)
-        for _ in range(runs or self.runs):
+        for dummy in range(runs or self.runs):
             for side, fn in (("ours", ours), ("theirs", theirs)):
                 if fn is None:
                     continue

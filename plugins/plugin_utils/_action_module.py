@@ -199,7 +199,7 @@ class ActionModuleBase(ActionBase):
             if isinstance(result.errors[0], UnsupportedError):
                 msg = 'Unsupported parameters for (%s) module: %s' % (self._task.action, msg)
             raise ModuleFailed(msg, result=dict(validate_args_context={}))
-        return result.validated_parameters, [w for w in getattr(result, '_warnings', [])]
+        return result.validated_parameters, list(getattr(result, '_warnings', []))
 
     def run_module(self, module):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -209,7 +209,7 @@ class ActionModuleBase(ActionBase):
         del tmp
         module = None
         try:
-            params, _ = self.validate_params()
+            params, dummy = self.validate_params()
             module = HostModule(self, params, task_vars)
             out = self.run_module(module)
             if out is None:
