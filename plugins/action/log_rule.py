@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Action plugin for virtops.virtnet.log_rule (POSIX shell on the host, no Python needed)."""
+
+from __future__ import annotations
+
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import RuleTask
+from ansible_collections.virtops.virtnet.plugins.action.trace_rule import MATCH_OPTIONS
+
+LEVELS = ['emerg', 'alert', 'crit', 'error', 'warning', 'notice', 'info', 'debug', '0', '1', '2', '3', '4', '5', '6', '7']
+
+
+class ActionModule(ActionModuleBase):
+    ARGUMENT_SPEC = dict(
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        family=dict(type='str', default='ipv4', choices=['ipv4', 'ipv6', 'both']),
+        table=dict(type='str', default='filter', choices=['filter', 'nat', 'mangle', 'raw', 'security']),
+        chain=dict(type='str'),
+        position=dict(type='str', default='append', choices=['insert', 'append']),
+        prefix=dict(type='str'),
+        level=dict(type='str', default='warning', choices=LEVELS),
+        **MATCH_OPTIONS
+    )
+    REQUIRED_IF = [('state', 'present', ('chain',))]
+
+    def run_module(self, module):
+        return RuleTask(module, 'log').run()

@@ -1,0 +1,215 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: trace_rule
+short_description: Add or remove tagged netfilter TRACE rules in the raw table, with rate limit and expiry
+version_added: 1.0.0
+description:
+  - Adds or removes C(-j TRACE) rules in the C(raw) table (C(PREROUTING) and/or C(OUTPUT)) so that the kernel logs
+    every rule a matching packet traverses (C(iptables -t raw -I PREROUTING -p tcp --dport 3128 -j TRACE)).
+  - Every rule carries a comment tag C(virtnet:<name>:<hash>) so that exactly the rules of this rule set are found,
+    replaced and removed. Rules of the user, of libvirt or of other tools are never touched.
+  - Presence is read from C(iptables-save) (not C(iptables -C), which is unreliable on iptables 1.4.7) and all rules
+    of one task are applied atomically with ONE C(iptables-restore --noflush) per address family, through
+    C(iptables-nft-restore) on nf_tables hosts. C(-w) is used where that iptables-restore supports it (1.6.2 and later).
+  - Runs on the host with POSIX shell commands only; no Python is needed on the host (CentOS 6 works from a modern
+    controller with O(gather_facts=false)). Use C(become) when not connecting as root.
+  - TRACE output needs a bound kernel logger; see M(virtops.virtnet.nf_log). Expired rules of ours found in the table
+    are removed on every run.
+  - TRACE can hurt a busy production host. Use O(rate) and O(expires) there.
+author:
+  - virtops.virtnet contributors
+options:
+  name:
+    description:
+      - Identity of the rule set (letters, digits, V(_), V(.), V(-); at most 64 characters).
+      - With O(state=absent), V(all) removes every rule managed by this collection in the table.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) makes the rule set exactly the rules described by the other options (old rules of the same
+        O(name) that no longer match are replaced in the same batch).
+      - V(absent) removes every rule of the rule set O(name).
+    type: str
+    choices: [present, absent]
+    default: present
+  family:
+    description:
+      - Address family; V(both) creates the rules with iptables and ip6tables (then O(source) and O(destination)
+        cannot be used).
+    type: str
+    choices: [ipv4, ipv6, both]
+    default: ipv4
+  chains:
+    description:
+      - Raw table chains to trace in. TRACE only works in the raw table.
+    type: list
+    elements: str
+    choices: [PREROUTING, OUTPUT]
+    default: [PREROUTING]
+  protocol:
+    description:
+      - Protocol name (V(tcp), V(udp), V(icmp), V(icmpv6), V(sctp)...) or number 0-255.
+    type: str
+  source:
+    description:
+      - Source address or CIDR network (validated; of the same family as O(family)).
+    type: str
+  destination:
+    description:
+      - Destination address or CIDR network (validated; of the same family as O(family)).
+    type: str
+  source_port:
+    description:
+      - Source port or range (V(1024:65535)); needs O(protocol).
+    type: str
+  destination_port:
+    description:
+      - Destination ports or ranges (V(8000:8100)); one rule per item, all applied in one batch. Needs O(protocol).
+    type: list
+    elements: str
+  in_interface:
+    description:
+      - Input interface (at most 15 characters; V(+) suffix as wildcard). Not valid in C(OUTPUT).
+    type: str
+  out_interface:
+    description:
+      - Output interface (at most 15 characters; V(+) suffix as wildcard). Only valid in C(OUTPUT).
+    type: str
+  extra:
+    description:
+      - Additional match words, one word per item (for example V([-m, conntrack, --ctstate, NEW])).
+      - Each word is validated (letters, digits and C(_ . , : / = + @ % ! -)); commands, targets, tables and
+        comments cannot be set this way. It is never a shell string.
+    type: list
+    elements: str
+  rate:
+    description:
+      - Match at most this many packets per second (C(-m limit --limit N/second)).
+    type: int
+  expires:
+    description:
+      - Lifetime in seconds (1 to 30 days). The rule stops matching by itself at that time
+        (C(-m time --datestop), UTC) and a detached remover started on the host deletes exactly these rules then,
+        even if the controller has gone away. Expired rules of ours are also purged on the next run.
+      - Re-running the task while the rules are still there keeps them (and their expiry) unchanged.
+    type: int
+  backend:
+    description:
+      - Which iptables backend to drive. V(auto) uses the one C(iptables --version) reports.
+      - V(legacy) uses C(iptables-legacy-save/-restore) when present, otherwise plain C(iptables-save/-restore);
+        V(nft) uses C(iptables-nft-save/-restore).
+    type: str
+    choices: [auto, legacy, nft]
+    default: auto
+extends_documentation_fragment:
+  - virtops.virtnet.attributes
+  - virtops.virtnet.attributes.ACTIONGROUP_SHELL
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Computes the batch and the diff; nothing is applied.
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+notes:
+  - Needs root on the host (C(become)); the host needs C(iptables-save) and C(iptables-restore) (or their C(-nft)
+    and C(-legacy) variants) and a POSIX C(sh). No Python is needed on the host.
+  - The tag is C(virtnet:<name>:<hash>[:exp=<epoch>]) in an C(-m comment) match.
+seealso:
+  - module: virtops.virtnet.nf_log
+  - module: virtops.virtnet.log_rule
+  - module: ansible.builtin.iptables
+'''
+
+EXAMPLES = r'''
+- name: Make sure TRACE output reaches the kernel log
+  virtops.virtnet.nf_log:
+    families: [ipv4]
+
+- name: Trace guest connections to the proxy for 10 minutes, at most 20 packets/s
+  virtops.virtnet.trace_rule:
+    name: proxy
+    protocol: tcp
+    destination_port: [3128]
+    rate: 20
+    expires: 600
+
+- name: Trace several ports of locally generated traffic in one batch
+  virtops.virtnet.trace_rule:
+    name: web-out
+    chains: [OUTPUT]
+    protocol: tcp
+    destination: 10.44.32.217
+    destination_port: ["80", "443", "8000:8100"]
+    extra: [-m, conntrack, --ctstate, NEW]
+
+- name: Remove the proxy trace
+  virtops.virtnet.trace_rule:
+    name: proxy
+    state: absent
+
+- name: Remove every TRACE rule this collection added
+  virtops.virtnet.trace_rule:
+    name: all
+    state: absent
+'''
+
+RETURN = r'''
+rules:
+  description: Our rules of this rule set after the task, as C(iptables-save) lines (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - -A PREROUTING -p tcp -m tcp --dport 3128 -m comment --comment "virtnet:proxy:1f2e3d4c" -j TRACE
+batch:
+  description: The C(iptables-restore --noflush) input per family, when something had to change.
+  returned: always
+  type: dict
+  sample:
+    ipv4:
+      - "*raw"
+      - -I PREROUTING 1 -p tcp -m tcp --dport 3128 -m comment --comment virtnet:proxy:1f2e3d4c -j TRACE
+      - COMMIT
+purged:
+  description: Expired rules of ours (any name) that were removed by this run.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+expires_at:
+  description: Epoch (host clock) at which the rules stop matching and are removed.
+  returned: when O(expires) is set and rules were added
+  type: int
+  sample: 1767225600
+backend:
+  description: The iptables backend used.
+  returned: always
+  type: str
+  sample: nft
+table:
+  description: The table (always V(raw) here).
+  returned: always
+  type: str
+  sample: raw
+probe:
+  description: Host facts from the probe (kernel, distro, iptables version and backend, tools, nf_log bindings).
+  returned: always
+  type: dict
+  sample:
+    kernel: 3.10.0-1160.el7.x86_64
+    iptables_version: 1.4.21
+    iptables_backend: legacy
+'''
