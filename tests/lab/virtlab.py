@@ -799,6 +799,7 @@ class Lab(object):
                 _run(gi + ["link", "set", "eth0", "up"])
                 _run(gi + ["route", "add", "default", "via", net["gateway"]])
                 mac = open_read("/sys/class/net/eth0/address", gns)
+                self._wait_forwarding(host, veth)
             except Exception:
                 _run(["ip", "netns", "del", gns], check=False)
                 raise
@@ -828,6 +829,7 @@ class Lab(object):
                 raise
             iface = self.virsh(host, "domiflist", name).stdout.split()
             # Interface Type Source Model MAC
+            self._wait_forwarding(host, iface[0])
             g.update(tap=iface[0], mac=iface[4], netns=self.host_netns(host), ip=None, domain=name)
         else:
             raise LabError("kind must be ns or qemu")
@@ -835,6 +837,16 @@ class Lab(object):
         st["guests"][name] = g
         self._save(st)
         return g
+
+    def _wait_forwarding(self, host, port, timeout=15):
+        """A new bridge port passes traffic only after STP listening/learning (kernel minimum 2 s
+        each when STP is on, as in libvirt's default network): wait for state 3 (forwarding)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            p = self.exec(host, ["cat", "/sys/class/net/%s/brport/state" % port], check=False)
+            if p.returncode != 0 or p.stdout.strip() == "3":
+                return
+            time.sleep(0.2)
 
     def guest_exec(self, name, argv, check=True, input=None, timeout=120):
         g = self.state()["guests"].get(name)
