@@ -1,0 +1,425 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Converge one libvirt network, and describe networks (PRIVATE: not a public API).
+
+``NetworkManager(module, conn).run()`` does, in this order and touching nothing before step 4:
+
+1. read: the persistent definition, the live state, the other networks, host links and routes;
+2. check: the declared model on its own (``_network.validate``) and against the host
+   (bridge name taken, subnet overlap with another running network or a host route, unknown
+   forward device);
+3. plan (``_planner.plan_definition``): each difference as live-update / redefine / restart,
+   plus start / stop / autostart; refuse when a running network needs a restart and
+   ``restart`` is ``never``; check mode returns here;
+4. act, then re-read and return the model, XML, changes, diff.
+
+``describe_network(conn, net, ...)`` is what ``network_info`` returns for one network.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import traceback
+
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+    libvirt_error_msg, is_libvirt_error)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network import (
+    ModelError, from_xml, to_xml, model_from_params, validate, merge_generated, public_model,
+    subnets, MANAGED_BRIDGE_MODES, MODEL_KEYS)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._planner import (
+    plan_definition, AFFECT_LIVE, AFFECT_CONFIG)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import overlaps
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as hostinfo
+
+VIR_NETWORK_XML_INACTIVE = 1
+VIR_CONNECT_LIST_NETWORKS_ALL = 0
+
+
+class NetworkError(Exception):
+    def __init__(self, msg, **extra):
+        super(NetworkError, self).__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+def lookup(conn, name):
+    for net in conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL):
+        if net.name() == name:
+            return net
+    return None
+
+
+def inactive_xml(net):
+    return net.XMLDesc(VIR_NETWORK_XML_INACTIVE)
+
+
+def model_bridge(model):
+    return (model.get('bridge') or {}).get('name')
+
+
+class NetworkManager(object):
+    def __init__(self, module, conn, host=hostinfo):
+        self.module = module
+        self.conn = conn
+        self.host = host
+        self.params = module.params
+        self.check_mode = module.check_mode
+        self.result = {'changed': False, 'changes': []}
+        self.warnings = []
+
+    # ---------------------------------------------------------------------------------------
+    def fail(self, msg, **extra):
+        raise NetworkError(msg, **extra)
+
+    def run(self):
+        try:
+            self._run()
+        except NetworkError as err:
+            res = dict(self.result)
+            res.update(err.extra)
+            self.module.fail_json(msg=err.msg, **res)
+        except ModelError as err:
+            self.module.fail_json(msg=str(err), **self.result)
+        except Exception as err:
+            if not is_libvirt_error(err):
+                raise
+            self.module.fail_json(msg='libvirt error: %s' % libvirt_error_msg(err),
+                                  exception=traceback.format_exc(), **self.result)
+        for w in self.warnings:
+            self.module.warn(w)
+        self.module.exit_json(**self.result)
+
+    def _change(self, what, how):
+        self.result['changes'].append({'what': what, 'how': how})
+        self.result['changed'] = True
+
+    # ---------------------------------------------------------------------------------------
+    def _run(self):
+        p = self.params
+        name = p.get('name')
+        if p['state'] == 'absent':
+            if not name and p.get('xml'):
+                name = from_xml(p['xml']).get('name')
+            return self._absent(name)
+        desired = model_from_params(p)
+        validate(desired)
+        name = desired['name']
+        net = lookup(self.conn, name)
+        current = None
+        before_xml = ''
+        active = False
+        persistent = True
+        if net is not None:
+            before_xml = inactive_xml(net)
+            current = from_xml(before_xml)
+            active = bool(net.isActive())
+            persistent = bool(net.isPersistent())
+        will_be_active = p['active'] if p.get('active') is not None else True
+
+        self._check_host(desired, current, net, will_be_active)
+
+        plan = plan_definition(current, desired, active, will_be_active)
+        if net is not None and not persistent:
+            plan.redefine = True
+            plan.add('persistent definition', 'redefine')
+        if plan.restart_reasons and p['restart'] != 'if_needed':
+            self.fail("network %s is active and these changes need a restart of the network "
+                      "(guests lose connectivity briefly; their taps are put back on the bridge): %s. "
+                      "Set restart=if_needed to allow it, or active=false to stop it. Nothing was changed."
+                      % (name, ', '.join(plan.restart_reasons)),
+                      needs_restart=plan.restart_reasons, changes=plan.changes, changed=False)
+
+        new_model = merge_generated(desired, current)
+        after_xml = to_xml(new_model) if plan.changed else before_xml
+        for ch in plan.changes:
+            self._change(ch['what'], ch['how'])
+        if plan.live_ops:
+            self.result['live_updates'] = [op.as_dict() for op in plan.live_ops]
+        restart = bool(plan.restart_reasons)
+        stop = active and not will_be_active
+        if will_be_active and not active:
+            self._change('network %s' % name, 'start')
+        if stop:
+            self._change('network %s' % name, 'stop')
+        autostart = p.get('autostart')
+        cur_autostart = bool(net.autostart()) if net is not None else False
+        if autostart is not None and autostart != cur_autostart:
+            self._change('network %s autostart=%s' % (name, 'yes' if autostart else 'no'), 'autostart')
+
+        if self.module._diff:
+            self.result['diff'] = {'before': before_xml, 'after': after_xml,
+                                   'before_header': 'network %s (persistent XML)' % name,
+                                   'after_header': 'network %s (persistent XML)' % name}
+        if self.check_mode:
+            self.result['network'] = public_model(from_xml(after_xml) if after_xml else new_model)
+            self.result['xml'] = after_xml
+            self.result['active'] = will_be_active
+            self.result['autostart'] = cur_autostart if autostart is None else autostart
+            return
+
+        # ---- act ---------------------------------------------------------------------------
+        if restart:
+            net = self._restart(net, after_xml, name)
+        else:
+            for op in plan.live_ops:
+                try:
+                    net.update(op.command, op.section, op.parent_index, op.xml, AFFECT_LIVE | AFFECT_CONFIG)
+                except Exception as err:
+                    if not is_libvirt_error(err):
+                        raise
+                    self.fail('live update failed (%s): %s' % (op.what, libvirt_error_msg(err)),
+                              failed_update=op.as_dict())
+            if plan.redefine:
+                net = self.conn.networkDefineXML(after_xml)
+            if stop:
+                net.destroy()
+            elif will_be_active and not active:
+                net.create()
+        if autostart is not None and autostart != cur_autostart:
+            net.setAutostart(1 if autostart else 0)
+        self._finish(net)
+
+    def _finish(self, net):
+        xml = inactive_xml(net)
+        self.result['xml'] = xml
+        self.result['network'] = public_model(from_xml(xml))
+        self.result['active'] = bool(net.isActive())
+        self.result['autostart'] = bool(net.autostart())
+
+    # ---------------------------------------------------------------------------------------
+    def _restart(self, net, new_xml, name):
+        """destroy + define + create, then put every port the bridge had back on it."""
+        live = from_xml(net.XMLDesc(0))
+        old_bridge = model_bridge(live)
+        guests = self.host.running_guest_ports(self.conn, name, old_bridge)
+        before = self.host.bridge_ports(old_bridge)
+        net.destroy()
+        net = self.conn.networkDefineXML(new_xml)
+        net.create()
+        new_bridge = model_bridge(from_xml(net.XMLDesc(0)))
+        after_start = self.host.bridge_ports(new_bridge)
+        links = set(self.host.host_links())
+        reattached = []
+        for port in sorted(set(before) | set(guests)):
+            if port in after_start or port not in links or not new_bridge:
+                continue
+            rc, out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', new_bridge])
+            if rc != 0:
+                self.warnings.append('could not put %s back on bridge %s: %s' % (port, new_bridge, err.strip()))
+                continue
+            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
+            reattached.append(port)
+        final = self.host.bridge_ports(new_bridge)
+        lost = sorted(p for p in before if p not in final and p in links)
+        if lost:
+            self.warnings.append('ports not on bridge %s after the restart: %s' % (new_bridge, ', '.join(lost)))
+        self.result['restart'] = {
+            'bridge_before': old_bridge, 'bridge_after': new_bridge,
+            'ports_before': before, 'ports_after_start': after_start, 'ports_after': final,
+            'reattached': reattached, 'lost': lost,
+            'guests': dict((k, v) for k, v in guests.items()),
+        }
+        return net
+
+    # ---------------------------------------------------------------------------------------
+    def _absent(self, name):
+        if not name:
+            self.fail('state=absent needs name (or xml with <name>)')
+        net = lookup(self.conn, name)
+        if net is None:
+            self.result['network'] = None
+            return
+        before = inactive_xml(net)
+        if self.module._diff:
+            self.result['diff'] = {'before': before, 'after': ''}
+        if net.isActive():
+            self._change('network %s' % name, 'stop')
+        if net.isPersistent():
+            self._change('network %s' % name, 'undefine')
+        if self.check_mode:
+            return
+        if net.isActive():
+            net.destroy()
+        try:
+            if net.isPersistent():
+                net.undefine()
+        except Exception as err:
+            if not is_libvirt_error(err):
+                raise  # a transient network vanishes with destroy
+        self.result['network'] = None
+
+    # ---------------------------------------------------------------------------------------
+    def _check_host(self, desired, current, net, will_be_active):
+        """Conflicts with the host and the other networks: raise before anything is touched."""
+        name = desired['name']
+        mode = desired.get('forward') or 'nat'
+        others = []
+        for other in self.conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL):
+            if other.name() == name:
+                continue
+            try:
+                oxml = other.XMLDesc(0) if other.isActive() else inactive_xml(other)
+                others.append((other.name(), bool(other.isActive()), from_xml(oxml)))
+            except Exception as err:  # a network vanishing meanwhile is not our conflict
+                if not is_libvirt_error(err):
+                    raise
+        bridge = model_bridge(desired)
+        cur_bridge = model_bridge(current) if current else None
+        live_bridge = None
+        if net is not None and net.isActive():
+            live_bridge = model_bridge(from_xml(net.XMLDesc(0)))
+        links = self.host.host_links()
+        if bridge and mode in MANAGED_BRIDGE_MODES:
+            for oname, _act, omodel in others:
+                if model_bridge(omodel) == bridge and (omodel.get('forward') or 'nat') in MANAGED_BRIDGE_MODES:
+                    self.fail("bridge name %s is already used by network %s. Nothing was changed." % (bridge, oname),
+                              conflict='bridge_in_use')
+            if will_be_active and bridge in links and bridge not in (cur_bridge, live_bridge):
+                self.fail("bridge name %s: a device with that name already exists on the host "
+                          "(not created by this network). Nothing was changed." % bridge,
+                          conflict='bridge_exists')
+        if mode == 'bridge' and bridge and will_be_active and bridge not in links:
+            self.fail("forward mode bridge: host bridge %s does not exist (host links: %s). "
+                      "Nothing was changed." % (bridge, ', '.join(links)), conflict='unknown_device')
+        devs = [d for d in [desired.get('forward_dev')] + list(desired.get('forward_interfaces') or []) if d]
+        if desired.get('forward_pf'):
+            devs.append(desired['forward_pf'])
+        missing = sorted(set(d for d in devs if d not in links))
+        if missing:
+            msg = ("unknown forward device %s: not found in /sys/class/net on the host (host links: %s)"
+                   % (', '.join(missing), ', '.join(links)))
+            if will_be_active:
+                self.fail(msg + '. Nothing was changed.', conflict='unknown_device')
+            self.warnings.append(msg + '; defined anyway because active=false')
+        mine = subnets(desired)
+        for fam, first, last, text in mine:
+            for oname, oactive, omodel in others:
+                for ofam, ofirst, olast, otext in subnets(omodel):
+                    if overlaps((fam, first, last), (ofam, ofirst, olast)):
+                        msg = "subnet %s overlaps %s of network %s" % (text, otext, oname)
+                        if will_be_active and oactive:
+                            self.fail(msg + ' (which is active). Nothing was changed.', conflict='subnet_overlap')
+                        self.warnings.append(msg + '; both cannot be active at the same time')
+            if not will_be_active:
+                continue
+            other_bridges = set(model_bridge(o[2]) for o in others if o[1])
+            for rt in self.host.relevant_routes(self.host.host_routes(), own_bridge=live_bridge):
+                if rt['dev'] in other_bridges:
+                    continue  # reported above with the network's name
+                if overlaps((fam, first, last), self.host.route_range(rt)):
+                    self.fail("subnet %s overlaps the host route %s dev %s. Nothing was changed."
+                              % (text, rt['cidr'], rt['dev']), conflict='route_overlap')
+
+
+# ============================================================================================
+# network_info
+def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None):
+    """Everything network_info reports about one network."""
+    name = net.name()
+    active = bool(net.isActive())
+    persistent = bool(net.isPersistent())
+    xml = inactive_xml(net) if persistent else net.XMLDesc(0)
+    model = public_model(from_xml(xml))
+    live = from_xml(net.XMLDesc(0)) if active else None
+    bridge = model_bridge(live or model)
+    info = {
+        'name': name,
+        'uuid': model.get('uuid'),
+        'model': model,
+        'active': active,
+        'persistent': persistent,
+        'autostart': bool(net.autostart()),
+        'xml': xml,
+        'bridge': bridge,
+        'ports': [],
+        'leases': [],
+        'firewall': {'iptables': [], 'nftables': []},
+    }
+    if active:
+        guests = host.running_guest_ports(conn, name, bridge)
+        for port in host.bridge_ports(bridge):
+            entry = {'port': port, 'mac': host.link_mac(port), 'domain': None, 'guest_mac': None}
+            if port in guests:
+                entry['domain'] = guests[port]['domain']
+                entry['guest_mac'] = guests[port]['mac']
+            info['ports'].append(entry)
+        try:
+            for lease in net.DHCPLeases() or []:
+                info['leases'].append(dict((k, lease.get(k)) for k in (
+                    'mac', 'ipaddr', 'prefix', 'hostname', 'clientid', 'iaid', 'expirytime', 'type', 'iface')))
+        except Exception as err:
+            if not is_libvirt_error(err):
+                raise
+    if active and firewall and firewall_text:
+        cidrs = [s[3] for s in subnets(live or model)]
+        cidrs = [_network_cidr(c) for c in cidrs]
+        info['firewall']['iptables'] = host.iptables_rules_for(firewall_text.get('iptables', ''), bridge, cidrs)
+        nft = firewall_text.get('nftables', '')
+        info['firewall']['nftables'] = host.nft_rules_for(nft, bridge, cidrs) if nft else []
+    return info
+
+
+def _network_cidr(text):
+    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import network_of, cidr
+    addr, prefix = text.split('/')
+    fam, first, _last = network_of(addr, int(prefix))
+    return cidr(fam, first, int(prefix))
+
+
+def read_firewall(module):
+    """iptables-save (v4+v6) and the libvirt nft tables, as text (empty when a tool is missing)."""
+    out = {'iptables': '', 'nftables': ''}
+    texts = []
+    for tool in ('iptables-save', 'ip6tables-save'):
+        path = module.get_bin_path(tool)
+        if path:
+            rc, stdout, _err = module.run_command([path], environ_update={'LC_ALL': 'C'})
+            if rc == 0:
+                texts.append(stdout)
+    out['iptables'] = '\n'.join(texts)
+    nft = module.get_bin_path('nft')
+    if nft:
+        rc, stdout, _err = module.run_command([nft, 'list', 'tables'], environ_update={'LC_ALL': 'C'})
+        if rc == 0:
+            chunks = []
+            for table in hostinfo.nft_tables(stdout):
+                fam, tname = table.split()
+                rc2, text, _e = module.run_command([nft, 'list', 'table', fam, tname], environ_update={'LC_ALL': 'C'})
+                if rc2 == 0:
+                    chunks.append(text)
+            out['nftables'] = '\n'.join(chunks)
+    return out
+
+
+class NetworkInfo(object):
+    """network_info: describe all networks or one."""
+
+    def __init__(self, module, conn):
+        self.module = module
+        self.conn = conn
+
+    def run(self):
+        name = self.module.params.get('name')
+        try:
+            nets = self.conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL)
+            if name:
+                nets = [n for n in nets if n.name() == name]
+                if not nets:
+                    self.module.fail_json(msg='network %s not found' % name, networks=[])
+            fw = read_firewall(self.module) if self.module.params.get('firewall') else None
+            out = [describe_network(self.conn, n, firewall=bool(fw), firewall_text=fw)
+                   for n in sorted(nets, key=lambda n: n.name())]
+        except ModelError as err:
+            self.module.fail_json(msg=str(err))
+        except Exception as err:
+            if not is_libvirt_error(err):
+                raise
+            self.module.fail_json(msg='libvirt error: %s' % libvirt_error_msg(err),
+                                  exception=traceback.format_exc())
+        self.module.exit_json(changed=False, networks=out)
+
+
+__all__ = ['NetworkInfo', 'NetworkManager', 'describe_network', 'read_firewall', 'lookup', 'MODEL_KEYS']
