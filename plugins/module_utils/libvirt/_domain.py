@@ -52,6 +52,12 @@ VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_NO_NETWORK = 43
 VIR_ERR_CONFIG_UNSUPPORTED = 67
 VIR_ERR_OPERATION_UNSUPPORTED = 84
+VIR_DOMAIN_METADATA_ELEMENT = 2
+
+# Live-only domain metadata where we note MACs whose unplug we requested and the guest has not
+# completed yet, so that a second run reports "pending" without asking again (changed: false).
+METADATA_URI = 'https://github.com/virtops/virtnet/guest_interface'
+METADATA_KEY = 'virtnet'
 
 # What libvirt can change on a running interface (qemuDomainChangeNet).
 LIVE_UPDATABLE = frozenset(['link_state', 'bandwidth', 'filterref'])
@@ -490,14 +496,26 @@ class GuestInterfaceManager:
             self.diff['before'] = interface_to_string(reindent(old_elem))
         elif live_elem is not None:
             self.diff['before'] = interface_to_string(reindent(live_elem))
+        already_pending = False
         if live_elem is not None:
-            self.changes.append({'target': 'live', 'action': 'detach'})
+            live_mac = interface_from_xml(live_elem)['mac']
+            if live_mac in self._pending_macs(dom):
+                already_pending = True
+                self.live.update(status='pending', reason=(
+                    'unplug of %s was requested earlier and the guest has not released the '
+                    'device yet (it needs the guest OS to answer the ACPI eject); it is gone from '
+                    'the configuration' % live_mac))
+                self.warnings.append(self.live['reason'])
+            else:
+                self.changes.append({'target': 'live', 'action': 'detach'})
         removed = current if current is not None else (
             interface_from_xml(live_elem) if live_elem is not None else None)
         if removed is not None:
             removed.pop('alias', None)
             removed.pop('address', None)
 
+        if already_pending:
+            live_elem = None
         if self.check_mode:
             if live_elem is not None:
                 self.live['status'] = 'removed'
@@ -540,6 +558,7 @@ class GuestInterfaceManager:
                 still = []  # domain stopped meanwhile: the device is gone
             if not still:
                 self.live.update(status='removed', reason=None)
+                self._note_pending(dom, mac, False)
                 return
             if self.clock() >= deadline:
                 break
@@ -551,3 +570,36 @@ class GuestInterfaceManager:
                    'still present in the running domain until the guest releases it or the '
                    'domain is restarted' % self.params.get('unplug_timeout'))
         self.warnings.append(self.live['reason'])
+        self._note_pending(dom, mac, True)
+
+    # ------------------------------------------------------------------ pending unplugs
+    def _pending_macs(self, dom):
+        try:
+            text = dom.metadata(VIR_DOMAIN_METADATA_ELEMENT, METADATA_URI, VIR_DOMAIN_AFFECT_LIVE)
+        except Exception:
+            return set()
+        try:
+            root = etree.fromstring(text.encode('utf-8'))
+        except Exception:
+            return set()
+        return set((e.get('address') or '').lower() for e in root.iter('mac'))
+
+    def _note_pending(self, dom, mac, pending):
+        """Add or drop ``mac`` in the live metadata of pending unplugs (best effort)."""
+        macs = self._pending_macs(dom)
+        if pending:
+            macs.add(mac)
+        else:
+            macs.discard(mac)
+        root = etree.Element('unplug-pending')
+        for item in sorted(macs):
+            etree.SubElement(root, 'mac', address=item)
+        try:
+            if macs:
+                dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, etree.tostring(root).decode('utf-8'),
+                                METADATA_KEY, METADATA_URI, VIR_DOMAIN_AFFECT_LIVE)
+            else:
+                dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, None, None, METADATA_URI,
+                                VIR_DOMAIN_AFFECT_LIVE)
+        except Exception:
+            pass
