@@ -194,7 +194,7 @@ class ActionModuleBase(ActionBase):
         )
         args = dict(self._task.args)
         result = validator.validate(args)
-        if result.errors:
+        if result.error_messages:  # AnsibleValidationErrorMultiple is always truthy
             msg = result.errors.msg
             if isinstance(result.errors[0], UnsupportedError):
                 msg = 'Unsupported parameters for (%s) module: %s' % (self._task.action, msg)
