@@ -450,6 +450,7 @@ class GuestInterfaceManager:
                 self.changes[:] = [c for c in self.changes if c['target'] != 'live']
                 self._live_impossible('libvirt refused the live change: %s' % _err_msg(exc))
                 return
+            del self.changes[:]
             self._fail('cannot %s the interface on running domain %s: %s (nothing was changed)'
                        % ('hot-plug' if kind == 'attach' else 'update', self.params['domain'],
                           _err_msg(exc)), libvirt_error=_err_msg(exc))
@@ -462,6 +463,7 @@ class GuestInterfaceManager:
             elif diffs:
                 dom.updateDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
         except Exception as exc:
+            self.changes[:] = [c for c in self.changes if c['target'] == 'live' or c['action'] == 'memory_backing']
             self._fail('cannot change the configuration of domain %s: %s'
                        % (self.params['domain'], _err_msg(exc)), changes=self.changes)
 
@@ -544,6 +546,7 @@ class GuestInterfaceManager:
                 self.live.update(status='pending', reason='unplug already requested, the guest '
                                  'has not released the device yet (%s)' % msg)
                 return
+            del self.changes[:]
             self._fail('cannot unplug the interface from running domain %s: %s (nothing was '
                        'changed)' % (self.params['domain'], msg), libvirt_error=msg)
         self.live['status'] = 'requested'
