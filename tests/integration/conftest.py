@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures for integration tests against the virtlab hypervisor hosts (see tests/lab/README.md).
+
+- ``lab``: session-scoped ``virtlab.Lab`` with debian12-1, el7-1, el6-1 up. Lab name from env
+  VIRTLAB_NAME (default ``it``). Torn down at session end unless VIRTLAB_KEEP=1 (or it was
+  already up before the session: then it is left as found).
+- ``run_module(host, module, check=False, diff=False, become=False, **args)``: ansible ad-hoc over
+  real SSH, returns the module result dict for that host (always has ``failed``, ``changed``, ``msg``).
+- ``run_playbook(path_or_yaml_text, extra_vars=None, check=False, limit=None, diff=False)``: returns
+  ``{"rc", "stats": {host: {...}}, "plays": [...], "tasks": [{"name", "action", "hosts": {h: result}}],
+  "results": {task_name: {host: result}}, "stdout", "stderr"}``.
+"""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import virtlab  # noqa: E402
+from labansible import module, playbook  # noqa: E402
+
+PERSONAS = ["debian12", "el7", "el6"]
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    name = os.environ.get("VIRTLAB_NAME") or "it"
+    the_lab = virtlab.Lab(name)
+    was_up = the_lab.is_up()
+    try:
+        the_lab.up(personas=PERSONAS)
+    except virtlab.LabError as exc:
+        pytest.fail("lab %s did not come up: %s" % (name, exc))
+    yield the_lab
+    if not was_up and os.environ.get("VIRTLAB_KEEP") != "1":
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def run_module(lab):
+    def _run(host, module_name, check=False, diff=False, become=False, **args):
+        return module(lab, host, module_name, check=check, diff=diff, become=become, **args)
+    return _run
+
+
+@pytest.fixture(scope="session")
+def run_playbook(lab):
+    def _run(text_or_path, extra_vars=None, check=False, limit=None, diff=False):
+        return playbook(lab, text_or_path, extra_vars=extra_vars, check=check, limit=limit, diff=diff)
+    return _run
