@@ -714,6 +714,8 @@ class Lab(object):
         s.append("cat >> /etc/libvirt/libvirtd.conf <<'EOF'\n# virtlab\n"
                  "log_outputs = \"3:file:/var/log/libvirt/libvirtd.log\"\nEOF")
         s.append("echo %s > /etc/hostname" % q(host))
+        # resolvable own name (libvirt resolves it on every domain start; DNS would time out here)
+        s.append("printf '127.0.1.1\\t%%s\\n' %s >> /etc/hosts" % q(host))
         # persona
         if p["modules"] is not None:
             _write(os.path.join(hdir, "bin", "modprobe"), modprobe_script(persona), 0o755)
@@ -828,8 +830,7 @@ class Lab(object):
                 self.virsh(host, "undefine", name, check=False)
                 raise
             iface = self.virsh(host, "domiflist", name).stdout.split()
-            # Interface Type Source Model MAC
-            self._wait_forwarding(host, iface[0])
+            # Interface Type Source Model MAC (no wait for STP forwarding: nothing runs inside)
             g.update(tap=iface[0], mac=iface[4], netns=self.host_netns(host), ip=None, domain=name)
         else:
             raise LabError("kind must be ns or qemu")
