@@ -1,0 +1,639 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Trace capture for virtops.virtnet.trace_capture (controller side).
+
+THIS IS PRIVATE TO virtops.virtnet; the API may change without notice outside the collection.
+
+The host is driven with constant POSIX sh scripts (user values only as positional parameters):
+``START_SCRIPT`` writes a marker to ``/dev/kmsg`` (kernel log) or starts ``xtables-monitor
+--trace`` / ``nft monitor trace`` in the background (nfnetlink) and records a state file;
+``STOP_SCRIPT`` writes the end marker or stops the monitor by its PID, and prints, in sections,
+the host's interfaces and addresses, the trace lines of the capture window (cut on the host, so
+only the window travels) and the lines that say that log lines were lost.
+
+Everything else here is pure and unit-tested with real lab captures:
+
+``new_capture_id()``, ``check_capture_id(cid)``, ``marker(cid, which)``
+``parse_sections(text) -> dict``             split the remote scripts' ``@@name`` output
+``parse_state(lines)``, ``parse_ifaces(lines)``, ``parse_addrs(lines)``
+``cut_marker_window(lines, cid) -> (lines, found_start, found_stop)``   controller-side cut
+``host_line_filter(lines, ifaces, addrs) -> (kept, foreign)``  drop other hosts' kernel lines
+``flow_matches(packet, match)``, ``filter_packets(packets, match) -> (kept, dropped)``
+``loss_warnings(lines) -> [str]``
+``nat_note(rule_text) -> str or None``, ``add_nat_notes(packets)``
+``diagnose_empty(...) -> [str]``              likely causes when nothing was captured
+``choose_source(facts, source, backend)``, ``choose_reader(facts, reader)``, ``choose_monitor(facts, monitor)``
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+
+__all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
+           'check_capture_id', 'marker', 'parse_sections', 'parse_state', 'parse_ifaces', 'parse_addrs',
+           'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
+           'nat_note', 'add_nat_notes', 'diagnose_empty', 'choose_source', 'choose_reader',
+           'choose_monitor', 'trace_rules_in', 'KEEP_RE', 'LOSS_RE']
+
+MARKER_PREFIX = 'virtnet-capture'
+CAPTURE_ID_RE = re.compile(r'^[a-z0-9]{6,32}$')
+SYSLOG_FILES = ('/var/log/messages', '/var/log/kern.log', '/var/log/syslog')
+
+# What the host keeps of a kernel log window (the same pattern is in the remote awk script):
+# trace lines, and the lines that report lost lines.
+KEEP_RE = r'TRACE: |callbacks suppressed|messages lost|rate-limit|ratelimit|Suppressed [0-9]|' \
+          r'messages dropped|Missed [0-9]+ kernel messages|No buffer space'
+LOSS_PATTERNS = (
+    (re.compile(r'(\S+): (\d+) callbacks suppressed'),
+     'the kernel suppressed {n} log lines ({what} callbacks suppressed): some trace lines are missing'),
+    (re.compile(r'\*\* (\d+) printk messages dropped'),
+     'the kernel dropped {n} printk messages (log buffer overrun): some trace lines are missing'),
+    (re.compile(r'imjournal: (?:begin to drop messages due to rate-limiting|(\d+) messages lost due to rate-limiting)'),
+     'rsyslog (imjournal) lost {n} messages to rate limiting: some trace lines are missing from the syslog file'),
+    (re.compile(r'imuxsock (?:\S+ )*?begins to drop messages .*rate-limiting|imuxsock lost (\d+) messages'),
+     'rsyslog (imuxsock) dropped {n} messages to rate limiting'),
+    (re.compile(r'Suppressed (\d+) messages from'),
+     'journald suppressed {n} messages (rate limiting): some trace lines may be missing'),
+    (re.compile(r'Missed (\d+) kernel messages'),
+     'journald missed {n} kernel messages (kmsg overrun): some trace lines are missing'),
+    (re.compile(r'No buffer space available|ENOBUFS'),
+     'the nfnetlink monitor could not keep up (No buffer space available): trace events were lost'),
+)
+LOSS_RE = re.compile('|'.join(p.pattern for p, dummy in LOSS_PATTERNS))
+TRACE_LINE_RE = re.compile(r'TRACE: ')
+FIELD_RE = re.compile(r'\b(IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=(\S*)')
+
+
+class CaptureError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------- remote
+# Constant text.  $1 capture id (validated), $2 source, $3 tool (dmesg|journalctl|syslog|
+# xtables-monitor|nft), $4 syslog file or 'auto'.  Prints @@state then the state file.
+START_SCRIPT = r'''
+id=$1; src=$2; tool=$3; file=$4
+d=/run; { [ -d "$d" ] && [ -w "$d" ]; } || d=/tmp
+st="$d/virtnet-capture-$id.state"
+for x in /run /tmp; do
+  [ -e "$x/virtnet-capture-$id.state" ] && { echo "capture $id is already running on this host" >&2; exit 3; }
+done
+pid=''; log=''
+if [ "$src" = nfnetlink ]; then
+  case "$tool" in
+    xtables-monitor) set -- xtables-monitor --trace ;;
+    nft) set -- nft monitor trace ;;
+    *) echo "unknown monitor $tool" >&2; exit 2 ;;
+  esac
+  command -v "$1" >/dev/null 2>&1 || { echo "$1 not found on the host" >&2; exit 4; }
+  log="/tmp/virtnet-capture-$id.log"; pidf="$d/virtnet-capture-$id.pid"
+  rm -f "$log" "$pidf"; : > "$log" || exit 4
+  w='echo $$ > "$1"; shift; exec "$@"'
+  if command -v setsid >/dev/null 2>&1; then
+    ( cd / && exec setsid nohup sh -c "$w" virtnet "$pidf" "$@" > "$log" 2>&1 < /dev/null ) &
+  else
+    ( cd / && exec nohup sh -c "$w" virtnet "$pidf" "$@" > "$log" 2>&1 < /dev/null ) &
+  fi
+  i=0; while [ ! -s "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  pid=$(cat "$pidf" 2>/dev/null)
+  sleep 0.5
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "$1 exited at once:" >&2; head -n 20 "$log" >&2; rm -f "$log" "$pidf"; exit 5
+  fi
+else
+  if [ "$tool" = syslog ]; then
+    if [ "$file" = auto ]; then
+      file=''
+      for f in /var/log/messages /var/log/kern.log /var/log/syslog; do [ -r "$f" ] && { file=$f; break; }; done
+      [ -n "$file" ] || { echo "no syslog file (/var/log/messages, /var/log/kern.log, /var/log/syslog)" >&2; exit 4; }
+    fi
+    [ -r "$file" ] || { echo "cannot read $file" >&2; exit 4; }
+  fi
+  printf '%s\n' "virtnet-capture:$id:start" > /dev/kmsg || { echo "cannot write to /dev/kmsg" >&2; exit 6; }
+fi
+{
+  printf 'id=%s\nsource=%s\ntool=%s\nfile=%s\n' "$id" "$src" "$tool" "$file"
+  printf 'started=%s\nsince=%s\npid=%s\nlog=%s\n' "$(date +%s)" "$(date '+%Y-%m-%d %H:%M:%S')" "$pid" "$log"
+} > "$st" || exit 4
+printf '@@state\n'; cat "$st"
+'''
+
+# $1 capture id, $2 max lines.  Prints @@state, @@ifaces, @@addrs, @@lines, @@loss, @@cut, @@end.
+STOP_SCRIPT = r'''
+id=$1; max=$2
+st=''
+for x in /run /tmp; do [ -f "$x/virtnet-capture-$id.state" ] && { st="$x/virtnet-capture-$id.state"; break; }; done
+[ -n "$st" ] || { echo "no capture $id on this host (already stopped, or the host rebooted)" >&2; exit 3; }
+get() { sed -n "s/^$1=//p" "$st" | head -n 1; }
+src=$(get source); tool=$(get tool); file=$(get file); since=$(get since); pid=$(get pid); log=$(get log)
+s() { printf '@@%s\n' "$1"; }
+keep='TRACE: |callbacks suppressed|messages lost|rate-limit|ratelimit|Suppressed [0-9]|messages dropped|Missed [0-9]+ kernel messages|No buffer space'
+cut='BEGIN { f = 0; n = 0; t = 0 }
+f == 0 { if (index($0, a)) f = 1; next }
+index($0, b) { f = 2; exit }
+$0 ~ k { t++; if (t <= m) print }
+END { printf "@@cut\nstart=%d\nstop=%d\nkept=%d\n", (f > 0), (f == 2), t }'
+if [ "$src" = nfnetlink ]; then
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    case "$(tr '\000' ' ' < /proc/$pid/cmdline 2>/dev/null)" in
+      *xtables-monitor*|*nft*) kill "$pid" 2>/dev/null ;;
+      *) echo "pid $pid is not our monitor any more; not killed" >&2 ;;
+    esac
+    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    alive=1
+  else
+    alive=0
+  fi
+fi
+s state; cat "$st"
+s ifaces; for i in /sys/class/net/*; do [ -e "$i" ] && printf '%s %s\n' "${i##*/}" "$(cat "$i/address" 2>/dev/null)"; done
+s addrs; ip -o addr show 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "inet" || $i == "inet6") print $(i+1) }'
+a="virtnet-capture:$id:start"; b="virtnet-capture:$id:stop"
+if [ "$src" = nfnetlink ]; then
+  s lines; head -n "$max" "$log" 2>/dev/null
+  s cut; printf 'start=1\nstop=1\nkept=%s\nalive=%s\n' "$(wc -l < "$log" 2>/dev/null | tr -d ' ')" "$alive"
+  s loss; grep -E 'No buffer space|ENOBUFS' "$log" 2>/dev/null | head -n 20
+  rm -f "$log" "${st%.state}.pid"
+else
+  printf '%s\n' "$b" > /dev/kmsg 2>/dev/null
+  case "$tool" in
+    dmesg)
+      s lines; dmesg 2>/dev/null | awk -v a="$a" -v b="$b" -v k="$keep" -v m="$max" "$cut"
+      s loss ;;
+    journalctl)
+      i=0; while [ $i -lt 30 ]; do
+        journalctl -k --no-pager --since "$since" 2>/dev/null | grep -q "$b" && break; sleep 0.1; i=$((i+1)); done
+      s lines; journalctl -k --no-pager -o short-iso --since "$since" 2>/dev/null | awk -v a="$a" -v b="$b" -v k="$keep" -v m="$max" "$cut"
+      s loss; journalctl -u systemd-journald --no-pager --since "$since" 2>/dev/null | grep -E 'Suppressed [0-9]|Missed [0-9]' | head -n 20 ;;
+    syslog)
+      i=0; while [ $i -lt 30 ]; do grep -q "$b" "$file" 2>/dev/null && break; sleep 0.1; i=$((i+1)); done
+      s lines; awk -v a="$a" -v b="$b" -v k="$keep" -v m="$max" "$cut" "$file"
+      s loss ;;
+  esac
+fi
+rm -f "$st"
+s end
+'''
+
+# $1 timeout seconds, $2 netns ('' for none), then the command.  Runs the command (inside the
+# netns) with a timeout when coreutils' timeout exists.
+PROBE_CMD_SCRIPT = r'''
+t=$1; ns=$2; shift 2
+if [ -n "$ns" ]; then set -- ip netns exec "$ns" "$@"; fi
+if command -v timeout >/dev/null 2>&1; then exec timeout "$t" "$@"; fi
+exec "$@"
+'''
+
+
+# ---------------------------------------------------------------------------------------- ids
+def new_capture_id():
+    return secrets.token_hex(6)
+
+
+def check_capture_id(cid):
+    if not isinstance(cid, str) or not CAPTURE_ID_RE.match(cid):
+        raise CaptureError('capture_id must be 6 to 32 lowercase letters or digits (as returned by action=start), got %r'
+                           % (cid,))
+    return cid
+
+
+def marker(cid, which):
+    return '%s:%s:%s' % (MARKER_PREFIX, cid, which)
+
+
+# ---------------------------------------------------------------------------------------- remote output
+def parse_sections(text):
+    """``@@name`` headed sections -> {name: [lines]} (a repeated name appends)."""
+    out = {}
+    current = None
+    for line in (text or '').splitlines():
+        if line.startswith('@@') and re.match(r'^@@[a-z_]+$', line):
+            current = line[2:]
+            out.setdefault(current, [])
+        elif current is not None:
+            out[current].append(line)
+    return out
+
+
+def parse_state(lines):
+    out = {}
+    for line in lines:
+        if '=' in line:
+            k, v = line.split('=', 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def parse_ifaces(lines):
+    """``name mac`` lines -> {name: mac or ''}."""
+    out = {}
+    for line in lines:
+        parts = line.split()
+        if parts:
+            out[parts[0]] = parts[1].lower() if len(parts) > 1 else ''
+    return out
+
+
+def parse_addrs(lines):
+    """``addr/prefix`` lines -> set of address strings (no prefix)."""
+    out = set()
+    for line in lines:
+        word = line.strip().split('/')[0]
+        try:
+            out.add(str(ipaddress.ip_address(word)))
+        except ValueError:
+            continue
+    return out
+
+
+def cut_marker_window(lines, cid):
+    """Lines strictly between the start and stop markers of ``cid``.
+
+    Returns (lines, found_start, found_stop).  Without a start marker nothing is returned:
+    never the whole history.
+    """
+    start, stop = marker(cid, 'start'), marker(cid, 'stop')
+    out = []
+    found_start = found_stop = False
+    for line in lines:
+        if not found_start:
+            if start in line:
+                found_start = True
+            continue
+        if stop in line:
+            found_stop = True
+            break
+        out.append(line)
+    return out, found_start, found_stop
+
+
+# ---------------------------------------------------------------------------------------- host filter
+def _iface_base(name):
+    """``vnet0@if12`` -> ``vnet0``."""
+    return name.split('@', 1)[0]
+
+
+def _is_unicast(mac):
+    try:
+        return not int(mac.split(':')[0], 16) & 1
+    except (ValueError, IndexError):
+        return False
+
+
+def _norm_mac(mac):
+    parts = mac.lower().split(':')
+    return ':'.join(p.zfill(2) for p in parts)
+
+
+def host_line_filter(lines, ifaces, addrs=None):
+    """Keep the kernel-log TRACE lines that belong to this host.
+
+    All network namespaces of a machine (lab hosts, containers) share one kernel log.  A line is
+    foreign when it names an interface (IN/OUT/PHYSIN/PHYSOUT) the host does not have, when its
+    MAC= header was addressed neither to nor from one of the host's MACs (unicast only), or, for
+    a locally generated packet (no IN, no MAC), when its source is not one of the host's addresses.
+    Non-TRACE lines are kept.  Returns (kept, foreign_count).
+    """
+    names = set(_iface_base(n) for n in ifaces or {})
+    macs = set(_norm_mac(m) for m in (ifaces or {}).values() if m and m != '00:00:00:00:00:00')
+    kept = []
+    foreign = 0
+    for line in lines:
+        if not names or not TRACE_LINE_RE.search(line):
+            kept.append(line)
+            continue
+        fields = dict(FIELD_RE.findall(line))
+        bad = False
+        for key in ('IN', 'OUT', 'PHYSIN', 'PHYSOUT'):
+            val = fields.get(key)
+            if val and val not in names:
+                bad = True
+                break
+        mac = fields.get('MAC')
+        if not bad and mac and macs:
+            octets = mac.lower().split(':')
+            if len(octets) >= 12:
+                dst = ':'.join(octets[0:6])
+                src = ':'.join(octets[6:12])
+                if _is_unicast(dst) and dst not in macs and src not in macs:
+                    bad = True
+        if not bad and not mac and not fields.get('IN') and addrs:
+            src = fields.get('SRC')
+            if src:
+                try:
+                    src = str(ipaddress.ip_address(src))
+                except ValueError:
+                    src = None
+            if src and src not in addrs:
+                bad = True
+        if bad:
+            foreign += 1
+        else:
+            kept.append(line)
+    return kept, foreign
+
+
+# ---------------------------------------------------------------------------------------- flow filter
+_PROTO_NUM = {'1': 'icmp', '6': 'tcp', '17': 'udp', '58': 'icmpv6', '132': 'sctp', '47': 'gre', '50': 'esp'}
+
+
+def _norm_proto(p):
+    if p is None:
+        return None
+    p = str(p).lower()
+    p = _PROTO_NUM.get(p, p)
+    return 'icmpv6' if p in ('ipv6-icmp', 'icmp6') else p
+
+
+def _port_in(spec, value):
+    """``spec`` '3128' or '1024:65535' (or a list of them); ``value`` int/str/None."""
+    if spec is None:
+        return True
+    if value is None or value == '':
+        return False
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return False
+    specs = spec if isinstance(spec, (list, tuple)) else [spec]
+    for s in specs:
+        s = str(s)
+        if ':' in s:
+            lo, hi = s.split(':', 1)
+            lo = int(lo) if lo else 0
+            hi = int(hi) if hi else 65535
+            if lo <= value <= hi:
+                return True
+        elif s.isdigit() and int(s) == value:
+            return True
+    return False
+
+
+def _addr_in(spec, value):
+    if spec is None:
+        return True
+    if not value:
+        return False
+    try:
+        return ipaddress.ip_address(value) in ipaddress.ip_network(spec, strict=False)
+    except ValueError:
+        return False
+
+
+def _iface_in(spec, value):
+    if spec is None:
+        return True
+    if not value:
+        return False
+    if spec.endswith('+'):
+        return value.startswith(spec[:-1])
+    return value == spec
+
+
+def _views(packet):
+    """Each (src, dst, sport, dport, in) the packet was seen with (before and after NAT)."""
+    views = []
+    hops = packet.get('hops') or []
+    for hop in hops:
+        views.append((hop.get('src'), hop.get('dst'), hop.get('sport'), hop.get('dport'), hop.get('in')))
+    if not views:
+        views.append((packet.get('src'), packet.get('dst'), packet.get('sport'), packet.get('dport'), None))
+    return views
+
+
+def flow_matches(packet, match, both_directions=True):
+    """Does ``packet`` (parser dict) belong to the flow ``match`` describes?
+
+    A packet matches when any of its hops (addresses and ports change with NAT) matches; with
+    ``both_directions`` the reverse view (source and destination swapped) matches replies too,
+    where ``in_interface`` is not checked.
+    """
+    if not match:
+        return True
+    proto = _norm_proto(match.get('protocol'))
+    if proto and proto != 'all' and _norm_proto(packet.get('proto')) != proto:
+        return False
+    for src, dst, sport, dport, iif in _views(packet):
+        if (_addr_in(match.get('source'), src) and _addr_in(match.get('destination'), dst)
+                and _port_in(match.get('source_port'), sport) and _port_in(match.get('destination_port'), dport)
+                and _iface_in(match.get('in_interface'), iif)):
+            return True
+        if both_directions and (
+                _addr_in(match.get('source'), dst) and _addr_in(match.get('destination'), src)
+                and _port_in(match.get('source_port'), dport) and _port_in(match.get('destination_port'), sport)):
+            return True
+    return False
+
+
+def filter_packets(packets, match, both_directions=True):
+    kept, dropped = [], 0
+    for p in packets:
+        if flow_matches(p, match, both_directions):
+            kept.append(p)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def drop_orphans(packets):
+    """Packets whose first hop is not in the raw table (their start was another host's, or lost)."""
+    kept, dropped = [], 0
+    for p in packets:
+        hops = p.get('hops') or []
+        if hops and hops[0].get('table') not in ('raw', None):
+            dropped += 1
+        else:
+            kept.append(p)
+    return kept, dropped
+
+
+# ---------------------------------------------------------------------------------------- warnings
+def loss_warnings(lines):
+    """Warnings for lines that say log lines were lost (deduplicated, with totals)."""
+    totals = {}
+    order = []
+    for line in lines:
+        for regex, text in LOSS_PATTERNS:
+            m = regex.search(line)
+            if not m:
+                continue
+            n = next((int(g) for g in m.groups() if g and g.isdigit()), None)
+            what = m.group(1) if m.groups() and m.group(1) and not m.group(1).isdigit() else ''
+            key = (text, what)
+            if key not in totals:
+                totals[key] = None
+                order.append(key)
+            if n is not None:
+                totals[key] = (totals[key] or 0) + n
+            break
+    out = []
+    for key in order:
+        text, what = key
+        n = totals[key]
+        out.append(text.format(n=n if n is not None else 'some', what=what or 'kernel'))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- NAT notes
+def nat_note(rule):
+    """The address translation a rule implies, in words (``None`` when it implies none)."""
+    if not rule:
+        return None
+    r = rule
+    m = re.search(r'(?:-j|\bjump)\s+(\S+)', r)
+    target = m.group(1) if m else None
+    if target is None:
+        for word in ('masquerade', 'snat', 'dnat', 'redirect'):
+            if re.search(r'\b%s\b' % word, r):
+                target = word.upper()
+                break
+    if target is None:
+        return None
+    target = target.upper()
+    ports = re.search(r'--to-ports\s+(\S+)|\bto\s+:(\S+)', r)
+    port_text = ports and (ports.group(1) or ports.group(2))
+    to = re.search(r'--to-(?:source|destination)\s+(\S+)|\bto\s+([0-9a-fA-F.:\[\]/-]+)', r)
+    to_text = to and (to.group(1) or to.group(2))
+    if target == 'MASQUERADE':
+        s = 'source NAT: source address becomes the outgoing interface\'s address (MASQUERADE)'
+        if port_text:
+            s += ', source port mapped into %s' % port_text
+        return s
+    if target == 'SNAT':
+        return 'source NAT: source becomes %s (SNAT)' % (to_text or '?')
+    if target == 'DNAT':
+        return 'destination NAT: destination becomes %s (DNAT)' % (to_text or '?')
+    if target == 'REDIRECT':
+        return 'destination NAT: redirected to the host itself%s (REDIRECT)' % (
+            (' port %s' % port_text) if port_text else '')
+    if target == 'NETMAP':
+        return 'address mapping to %s (NETMAP)' % (to_text or '?')
+    return None
+
+
+def add_nat_notes(packets):
+    """Set ``hop['nat_rule']`` where the matched rule implies a translation; returns the count."""
+    count = 0
+    for p in packets:
+        for hop in p.get('hops') or []:
+            note = nat_note(hop.get('rule'))
+            if note and not hop.get('nat_rule'):
+                hop['nat_rule'] = note
+                count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------- diagnosis
+_TAG_RE = re.compile(r'virtnet:[^\s"]*')
+_EXP_RE = re.compile(r':exp=(\d+)')
+
+
+def trace_rules_in(save_text):
+    """TRACE rules in the raw table of an ``iptables-save`` text: list of dict(rule, ours, expires)."""
+    out = []
+    table = None
+    for line in (save_text or '').splitlines():
+        if line.startswith('*'):
+            table = line[1:].strip()
+            continue
+        if table == 'raw' and line.startswith('-A ') and re.search(r'-j TRACE\b', line):
+            tag = _TAG_RE.search(line)
+            exp = _EXP_RE.search(line)
+            out.append(dict(rule=line, ours=bool(tag), expires=int(exp.group(1)) if exp else None))
+    return out
+
+
+def diagnose_empty(source, facts, snapshots, cut=None, raw_count=0, foreign=0, flow_dropped=0, family='ipv4',
+                   now=None, probe_result=None):
+    """Likely causes, most likely first, when a capture returned no packet."""
+    facts = facts or {}
+    causes = []
+    backend = facts.get('iptables_backend')
+    cut = cut or {}
+    if source == 'kernel_log' and backend == 'nft':
+        causes.append('the host\'s iptables uses the nf_tables backend: its TRACE events go to nfnetlink, not to the '
+                      'kernel log; use source=nfnetlink (xtables-monitor --trace)')
+    if source == 'nfnetlink' and backend == 'legacy':
+        causes.append('the host\'s iptables uses the legacy backend: its TRACE output goes to the kernel log, '
+                      'not to nfnetlink; use source=kernel_log')
+    if source == 'kernel_log' and cut and not cut.get('start'):
+        causes.append('the start marker was not found in the kernel log: the ring buffer wrapped during the '
+                      'capture (too much traffic traced, or a small log_buf_len), or the log is not readable')
+    if raw_count and not flow_dropped and foreign >= raw_count:
+        causes.append('%d trace lines were captured, all from other network namespaces sharing this kernel '
+                      '(other hosts or containers)' % raw_count)
+    if flow_dropped:
+        causes.append('%d traced packets were captured but none matched the flow filter (match)' % flow_dropped)
+    pf = 10 if family == 'ipv6' else 2
+    if source == 'kernel_log':
+        bound = (facts.get('nf_log_sysctl') or {}).get(pf, 'unknown')
+        if bound is None:
+            causes.append('no kernel logger is bound to net.netfilter.nf_log.%d: TRACE prints nothing '
+                          '(run virtops.virtnet.nf_log)' % pf)
+        elif bound in ('nfnetlink_log',):
+            causes.append('net.netfilter.nf_log.%d is bound to nfnetlink_log: TRACE lines go to nfnetlink, not to '
+                          'the kernel log (run virtops.virtnet.nf_log)' % pf)
+        if facts.get('in_netns') and facts.get('nf_log_all_netns') in (0, None):
+            causes.append('the host runs in a non-initial network namespace: kernels from 4.11 log its lines '
+                          'only with net.netfilter.nf_log_all_netns=1 on the machine (%s here)' % (
+                              'unreadable' if facts.get('nf_log_all_netns') is None else '0'))
+    rules = []
+    for fam, text in (snapshots or {}).items():
+        rules.extend(trace_rules_in(text))
+    ours = [r for r in rules if r['ours']]
+    if not rules:
+        causes.append('no TRACE rule in the raw table (add one with virtops.virtnet.trace_rule; an expired rule '
+                      'of ours is removed by its remover)')
+    elif not ours:
+        causes.append('no TRACE rule of ours (comment virtnet:) in the raw table; the TRACE rules there are: %s'
+                      % '; '.join(r['rule'] for r in rules[:3]))
+    else:
+        now = now if now is not None else facts.get('epoch')
+        expired = [r for r in ours if r['expires'] is not None and now is not None and r['expires'] <= now]
+        if expired and len(expired) == len(ours):
+            causes.append('our TRACE rules have expired (-m time --datestop): they no longer match')
+    if probe_result is not None and probe_result.get('rc') not in (0, None):
+        causes.append('the probe command failed (rc=%s): maybe no traffic was sent' % probe_result.get('rc'))
+    if not causes:
+        causes.append('no matching traffic passed the host during the capture')
+    return causes
+
+
+# ---------------------------------------------------------------------------------------- choices
+def choose_source(facts, source='auto', backend='auto'):
+    """'kernel_log' or 'nfnetlink' for ``source`` auto: nfnetlink on nf_tables hosts with a monitor."""
+    if source != 'auto':
+        return source
+    be = facts.get('iptables_backend') if backend == 'auto' else backend
+    tools = facts.get('tools') or {}
+    if be == 'nft' and ('xtables-monitor' in tools or 'nft' in tools):
+        return 'nfnetlink'
+    return 'kernel_log'
+
+
+def choose_reader(facts, reader='auto'):
+    if reader != 'auto':
+        return reader
+    tools = facts.get('tools') or {}
+    if 'dmesg' in tools:
+        return 'dmesg'
+    if 'journalctl' in tools and facts.get('systemd'):
+        return 'journalctl'
+    return 'syslog'
+
+
+def choose_monitor(facts, monitor='auto'):
+    tools = facts.get('tools') or {}
+    if monitor != 'auto':
+        return monitor
+    if 'xtables-monitor' in tools:
+        return 'xtables-monitor'
+    if 'nft' in tools:
+        return 'nft'
+    raise CaptureError('source nfnetlink needs xtables-monitor or nft on the host (neither found)')
