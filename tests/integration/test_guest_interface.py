@@ -46,9 +46,9 @@ def lab():
     if not was_up or HOST not in the_lab.hosts:
         the_lab.up(personas=['debian12'])
     yield the_lab
-    for name in (RUNNING, STOPPED):
-        the_lab.exec(HOST, ['virsh', 'destroy', name], check=False)
-        the_lab.exec(HOST, ['virsh', 'undefine', name], check=False)
+    if RUNNING in the_lab.state().get('guests', {}):
+        the_lab.guest_del(RUNNING)
+    the_lab.exec(HOST, ['virsh', 'undefine', STOPPED], check=False)
     if not was_up and os.environ.get('VIRTLAB_KEEP') != '1':
         the_lab.down()
 
@@ -132,6 +132,7 @@ def test_network_hotplug_tap_on_bridge(lab, run, running):
 
 
 def test_network_identified_by_type_and_source(lab, run, running):
+    assert not run(domain=running, type='network', source='default', mac='52:54:00:1f:00:02')['failed']
     res = run(domain=running, type='network', source='default', link_state='down')
     # two interfaces on default (the lab's e1000 one and ours): ambiguous without a MAC
     assert res['failed'] and 'give mac to pick one' in res['msg'], res
