@@ -23,11 +23,11 @@ description:
     change is also applied live (hot-plug, device update, hot-unplug), see O(live).
   - Settings that are not given are left as they are on an existing interface.
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes
-  - virtops.virtnet.attributes.libvirt
+  - virtops.virtnet.attributes.LIBVIRT
 attributes:
   check_mode:
     support: full
@@ -141,8 +141,8 @@ options:
         required: true
       parameters:
         description:
-          - Filter parameters, for example C({IP: 192.168.122.10}); a list value gives the
-            parameter several times.
+          - "Filter parameters, for example C({IP: 192.168.122.10}); a list value gives the
+            parameter several times."
         type: dict
         default: {}
   bandwidth:
@@ -192,6 +192,10 @@ options:
         guest OS to answer the ACPI eject request; when it does not in time, the interface is
         removed from the configuration, stays in the running domain, and RV(live.status) is
         V(pending).
+      - libvirt itself waits up to 5 seconds for the guest inside the unplug request, before
+        this timeout starts.
+      - A later run with O(state=absent) reports V(pending) again without a new request and
+        with C(changed=false) (the request is noted in the live domain metadata).
     type: float
     default: 10
   ensure_shared_memory:

@@ -385,7 +385,7 @@ class GuestInterfaceManager:
         # Live side, planned against the live XML.
         live_action = None
         if do_live:
-            live_matches = [(e, m) for e, m in find_interface_elements(live_root, {'mac': mac})]
+            live_matches = find_interface_elements(live_root, {'mac': mac})
             if not live_matches:
                 if desired['type'] == 'vhostuser' and (memory_pending or not has_shared_memory(live_root)):
                     self._live_impossible('the running domain has no shared memory for a '
