@@ -34,7 +34,7 @@ import ipaddress
 import re
 import secrets
 
-__all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
+__all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
            'check_capture_id', 'marker', 'parse_sections', 'parse_state', 'parse_ifaces', 'parse_addrs',
            'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
            'nat_note', 'add_nat_notes', 'diagnose_empty', 'choose_source', 'choose_reader',
@@ -123,6 +123,14 @@ fi
 printf '@@state\n'; cat "$st"
 '''
 
+# awk program cutting a kernel log window: variables a (start marker), b (stop marker), k (regex
+# of the lines to keep), m (max lines to print).  Prints the kept lines, then an @@cut section.
+CUT_AWK = r'''BEGIN { f = 0; t = 0 }
+f == 0 { if (index($0, a)) f = 1; next }
+index($0, b) { f = 2; exit }
+$0 ~ k { t++; if (t <= m) print }
+END { printf "@@cut\nstart=%d\nstop=%d\nkept=%d\n", (f > 0), (f == 2), t }'''
+
 # $1 capture id, $2 max lines.  Prints @@state, @@ifaces, @@addrs, @@lines, @@loss, @@cut, @@end.
 STOP_SCRIPT = r'''
 id=$1; max=$2
@@ -132,12 +140,8 @@ for x in /run /tmp; do [ -f "$x/virtnet-capture-$id.state" ] && { st="$x/virtnet
 get() { sed -n "s/^$1=//p" "$st" | head -n 1; }
 src=$(get source); tool=$(get tool); file=$(get file); since=$(get since); pid=$(get pid); log=$(get log)
 s() { printf '@@%s\n' "$1"; }
-keep='TRACE: |callbacks suppressed|messages lost|rate-limit|ratelimit|Suppressed [0-9]|messages dropped|Missed [0-9]+ kernel messages|No buffer space'
-cut='BEGIN { f = 0; n = 0; t = 0 }
-f == 0 { if (index($0, a)) f = 1; next }
-index($0, b) { f = 2; exit }
-$0 ~ k { t++; if (t <= m) print }
-END { printf "@@cut\nstart=%d\nstop=%d\nkept=%d\n", (f > 0), (f == 2), t }'
+keep='KEEP_RE'
+cut='CUT_AWK'
 if [ "$src" = nfnetlink ]; then
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     case "$(tr '\000' ' ' < /proc/$pid/cmdline 2>/dev/null)" in
@@ -179,7 +183,7 @@ else
 fi
 rm -f "$st"
 s end
-'''
+'''.replace('CUT_AWK', CUT_AWK).replace('KEEP_RE', KEEP_RE)
 
 # $1 timeout seconds, $2 netns ('' for none), then the command.  Runs the command (inside the
 # netns) with a timeout when coreutils' timeout exists.

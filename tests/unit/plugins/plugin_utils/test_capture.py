@@ -1,0 +1,388 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure parts of trace_capture, on real lab captures (tests/unit/fixtures/capture/README.md)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.virtops.virtnet.plugins.plugin_utils import _capture as cap
+
+FIX = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'capture')
+
+
+def read(name):
+    with open(os.path.join(FIX, name)) as f:
+        return f.read()
+
+
+def lines(name):
+    return read(name).splitlines()
+
+
+# ------------------------------------------------------------------------------ ids and markers
+def test_capture_ids_are_valid_and_unique():
+    ids = set(cap.new_capture_id() for dummy in range(50))
+    assert len(ids) == 50
+    for cid in ids:
+        assert cap.check_capture_id(cid) == cid
+
+
+@pytest.mark.parametrize('bad', ['', 'abc', 'ABCDEF12', 'abc def1', 'abc;rm -rf', '../../etc', 'a' * 33, None, 12345678])
+def test_bad_capture_ids(bad):
+    with pytest.raises(cap.CaptureError):
+        cap.check_capture_id(bad)
+
+
+def test_marker():
+    assert cap.marker('0a1b2c3d', 'start') == 'virtnet-capture:0a1b2c3d:start'
+
+
+# ------------------------------------------------------------------------------ marker window
+def test_cut_marker_window_el7():
+    text = lines('el7_dmesg.txt')
+    out, start, stop = cap.cut_marker_window(text, 'fxel7-1')
+    assert start and stop
+    assert len(out) == len(text) - 2
+    # another lab's bridge noise is in the window too (the ring buffer is shared): kept by the cut
+    assert [x for x in out if 'TRACE: ' not in x] == [
+        '[  526.171094] virbr0: port 1(vnet0) entered forwarding state',
+        '[  526.171101] virbr0: topology change detected, propagating']
+    assert 'virtnet-capture' not in ''.join(out)
+
+
+def test_cut_marker_window_ignores_history_before_the_marker():
+    old = ['[  1.0] TRACE: raw:PREROUTING:policy:1 IN=old OUT= SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP']
+    text = old + lines('el6_dmesg.txt')
+    out, start, stop = cap.cut_marker_window(text, 'fxel6-1')
+    assert start and stop
+    assert old[0] not in out
+
+
+def test_cut_marker_window_without_marker_returns_nothing():
+    out, start, stop = cap.cut_marker_window(lines('el7_dmesg.txt'), 'deadbeef00')
+    assert out == [] and not start and not stop
+
+
+def test_cut_marker_window_without_stop_reads_to_the_end():
+    text = lines('el7_dmesg.txt')[:-1]
+    out, start, stop = cap.cut_marker_window(text, 'fxel7-1')
+    assert start and not stop
+    assert len(out) == len(text) - 1
+
+
+AWK = shutil.which('awk')
+
+
+@pytest.mark.skipif(AWK is None, reason='needs awk')
+@pytest.mark.parametrize('name,cid', [('el7_dmesg.txt', 'fxel7-1'), ('el6_dmesg.txt', 'fxel6-1'),
+                                      ('el7_dmesg_shared_ringbuffer.txt', 'fxmix')])
+def test_host_side_awk_cut_equals_the_controller_cut(name, cid):
+    noise = 'virbr0: port 1(vg-g1) entered forwarding state\n'
+    text = 'TRACE: before the marker\n' + read(name).replace('\n', '\n' + noise, 3) + 'TRACE: after the stop marker\n'
+    res = subprocess.run([AWK, '-v', 'a=' + cap.marker(cid, 'start'), '-v', 'b=' + cap.marker(cid, 'stop'),
+                          '-v', 'k=' + cap.KEEP_RE, '-v', 'm=100000', cap.CUT_AWK],
+                         input=text, capture_output=True, text=True, check=True)
+    sec = cap.parse_sections('@@lines\n' + res.stdout)
+    expected, dummy, dummy2 = cap.cut_marker_window(text.splitlines(), cid)
+    expected = [x for x in expected if re.search(cap.KEEP_RE, x)]
+    assert sec['lines'] == expected
+    assert cap.parse_state(sec['cut']) == dict(start='1', stop='1', kept=str(len(expected)))
+
+
+@pytest.mark.skipif(AWK is None, reason='needs awk')
+def test_host_side_awk_cut_limits_lines_and_reports_missing_marker():
+    text = read('el7_dmesg.txt')
+    res = subprocess.run([AWK, '-v', 'a=' + cap.marker('fxel7-1', 'start'), '-v', 'b=' + cap.marker('fxel7-1', 'stop'),
+                          '-v', 'k=' + cap.KEEP_RE, '-v', 'm=5', cap.CUT_AWK],
+                         input=text, capture_output=True, text=True, check=True)
+    sec = cap.parse_sections('@@lines\n' + res.stdout)
+    assert len(sec['lines']) == 5
+    assert cap.parse_state(sec['cut'])['kept'] == '81'  # the TRACE lines, not the bridge noise
+    res = subprocess.run([AWK, '-v', 'a=virtnet-capture:nope:start', '-v', 'b=x', '-v', 'k=' + cap.KEEP_RE,
+                          '-v', 'm=5', cap.CUT_AWK], input=text, capture_output=True, text=True, check=True)
+    assert res.stdout == '@@cut\nstart=0\nstop=0\nkept=0\n'
+
+
+def test_scripts_carry_no_user_values():
+    for script in (cap.START_SCRIPT, cap.STOP_SCRIPT, cap.PROBE_CMD_SCRIPT):
+        assert 'CUT_AWK' not in script and 'KEEP_RE' not in script
+    assert "'" not in cap.CUT_AWK  # it sits inside single quotes in STOP_SCRIPT
+
+
+@pytest.mark.skipif(shutil.which('sh') is None, reason='needs sh')
+def test_scripts_parse_with_sh():
+    for script in (cap.START_SCRIPT, cap.STOP_SCRIPT, cap.PROBE_CMD_SCRIPT):
+        subprocess.run(['sh', '-n', '-c', script], check=True)
+
+
+# ------------------------------------------------------------------------------ remote output
+def test_parse_sections_and_state():
+    text = '@@state\nid=abc123\nsource=kernel_log\n@@ifaces\nbond0 92:55:D8:65:72:4e\nlo\n@@addrs\n10.0.0.1/24\n' \
+           'fe80::1/64\nbogus\n@@end\n'
+    sec = cap.parse_sections(text)
+    assert cap.parse_state(sec['state']) == dict(id='abc123', source='kernel_log')
+    assert cap.parse_ifaces(sec['ifaces']) == {'bond0': '92:55:d8:65:72:4e', 'lo': ''}
+    assert cap.parse_addrs(sec['addrs']) == {'10.0.0.1', 'fe80::1'}
+    assert sec['end'] == []
+
+
+def test_parse_sections_keeps_trace_lines_that_look_odd():
+    sec = cap.parse_sections('@@lines\n@@ not a header\n TRACE: 2 abc raw:PREROUTING:policy:ACCEPT\n')
+    assert sec['lines'] == ['@@ not a header', ' TRACE: 2 abc raw:PREROUTING:policy:ACCEPT']
+
+
+# ------------------------------------------------------------------------------ host filter
+def el7_ifaces():
+    return cap.parse_ifaces(lines('el7_interfaces.txt'))
+
+
+def test_host_filter_drops_the_other_hosts_lines_of_a_shared_ring_buffer():
+    text, dummy, dummy2 = cap.cut_marker_window(lines('el7_dmesg_shared_ringbuffer.txt'), 'fxmix')
+    kept, foreign = cap.host_line_filter(text, el7_ifaces(), {'10.44.32.11', '172.31.255.11', '192.168.122.1'})
+    assert foreign > 0 and kept
+    assert len(kept) + foreign == len(text)
+    # el6-1's guest port and MACs are gone; every kept line is el7-1's (its guest port or its bond0 MAC)
+    assert not [x for x in kept if 'vg-g6' in x]
+    for line in kept:
+        assert 'PHYSIN=vg-g7' in line or 'MAC=92:55:d8:65:72:4e' in line, line
+    # and all of el7-1's lines were kept
+    own = [x for x in text if 'PHYSIN=vg-g7' in x or 'MAC=92:55:d8:65:72:4e' in x]
+    assert kept == own
+
+
+def test_host_filter_keeps_everything_of_a_single_host_capture():
+    text, dummy, dummy2 = cap.cut_marker_window(lines('el7_dmesg.txt'), 'fxel7-1')
+    kept, foreign = cap.host_line_filter(text, el7_ifaces())
+    assert foreign == 0 and kept == text
+
+
+def test_host_filter_local_packets_by_source_address():
+    line = '[ 1.0] TRACE: raw:OUTPUT:policy:2 IN= OUT=bond0 SRC=%s DST=10.44.32.217 LEN=60 TTL=64 ID=1 PROTO=TCP ' \
+           'SPT=1 DPT=3128'
+    kept, foreign = cap.host_line_filter([line % '10.44.32.11', line % '10.44.32.12'], el7_ifaces(),
+                                         {'10.44.32.11'})
+    assert kept == [line % '10.44.32.11'] and foreign == 1
+
+
+def test_host_filter_without_interfaces_keeps_all():
+    text = lines('el7_dmesg_shared_ringbuffer.txt')
+    assert cap.host_line_filter(text, {}) == (text, 0)
+
+
+def test_host_filter_keeps_broadcast_and_non_trace_lines():
+    bc = '[ 1.0] TRACE: raw:PREROUTING:policy:2 IN=virbr0 OUT= MAC=ff:ff:ff:ff:ff:ff:aa:08:11:11:fd:e9:08:00 ' \
+         'SRC=0.0.0.0 DST=255.255.255.255 PROTO=UDP SPT=68 DPT=67'
+    other = '[ 2.0] net_ratelimit: 3 callbacks suppressed'
+    kept, foreign = cap.host_line_filter([bc, other], el7_ifaces())
+    assert kept == [bc, other] and foreign == 0
+
+
+# ------------------------------------------------------------------------------ flow filter
+def pkt(proto='tcp', hops=()):
+    return dict(family='ipv4', proto=proto, hops=[dict(zip(('table', 'chain', 'in', 'src', 'dst', 'sport', 'dport'), h))
+                                                  for h in hops])
+
+
+SYN = pkt(hops=[('raw', 'PREROUTING', 'virbr0', '192.168.122.200', '10.44.32.217', 39126, 3128),
+                ('nat', 'POSTROUTING', None, '192.168.122.200', '10.44.32.217', 39126, 3128)])
+SYNACK = pkt(hops=[('raw', 'PREROUTING', 'bond0', '10.44.32.217', '10.44.32.11', 3128, 39126),
+                   ('mangle', 'FORWARD', 'bond0', '10.44.32.217', '192.168.122.200', 3128, 39126)])
+DNS = pkt('udp', hops=[('raw', 'PREROUTING', 'virbr0', '192.168.122.200', '192.168.122.1', 5353, 53)])
+FLOW = dict(protocol='tcp', destination='10.44.32.217', destination_port=['3128'])
+
+
+def test_flow_filter_original_and_reply():
+    assert cap.flow_matches(SYN, FLOW)
+    assert cap.flow_matches(SYNACK, FLOW)
+    assert not cap.flow_matches(SYNACK, FLOW, both_directions=False)
+    assert not cap.flow_matches(DNS, FLOW)
+    kept, dropped = cap.filter_packets([SYN, DNS, SYNACK], FLOW)
+    assert kept == [SYN, SYNACK] and dropped == 1
+
+
+def test_flow_filter_sees_addresses_after_nat():
+    # the reply is addressed to the host (10.44.32.11) before de-NAT, to the guest after
+    assert cap.flow_matches(SYNACK, dict(destination='192.168.122.0/24', both_directions=False))
+    assert cap.flow_matches(SYNACK, dict(source='192.168.122.200', source_port='39126'))
+
+
+@pytest.mark.parametrize('match,expected', [
+    (dict(), True),
+    (dict(protocol='6'), True),
+    (dict(protocol='udp'), False),
+    (dict(protocol='all'), True),
+    (dict(destination_port=['3000:3200']), True),
+    (dict(destination_port=['80', '443']), False),
+    (dict(source_port='1024:'), True),
+    (dict(source='10.0.0.0/8', destination='10.44.32.217'), False),
+    (dict(in_interface='virbr+'), True),
+    (dict(in_interface='bond0'), False),
+    (dict(destination='not an address'), False),
+])
+def test_flow_filter_table(match, expected):
+    assert cap.flow_matches(SYN, match, both_directions=False) is expected
+
+
+def test_drop_orphans():
+    orphan = pkt(hops=[('nat', 'POSTROUTING', None, '192.168.122.200', '10.44.32.217', 1, 3128)])
+    kept, dropped = cap.drop_orphans([SYN, orphan, dict(hops=[])])
+    assert kept == [SYN, dict(hops=[])] and dropped == 1
+
+
+# ------------------------------------------------------------------------------ loss warnings
+LOSS_LINES = [
+    '[  812.044312] net_ratelimit: 12 callbacks suppressed',
+    '[  813.044312] net_ratelimit: 30 callbacks suppressed',
+    'Nov 26 21:08:11 el7-1 rsyslogd: imjournal: 1532 messages lost due to rate-limiting',
+    'Nov 26 21:08:12 el7-1 rsyslogd: imjournal: begin to drop messages due to rate-limiting',
+    '2026-11-26T21:08:13+0000 debian12-1 systemd-journald[211]: Suppressed 214 messages from /system.slice/x.service',
+    '2026-11-26T21:08:14+0000 debian12-1 systemd-journald[211]: Missed 97 kernel messages',
+    '[  900.000000] ** 41 printk messages dropped **',
+    'netlink: Error: No buffer space available',
+]
+
+
+def test_loss_warnings():
+    warnings = cap.loss_warnings(LOSS_LINES)
+    assert 'the kernel suppressed 42 log lines (net_ratelimit callbacks suppressed)' in warnings[0]
+    text = '\n'.join(warnings)
+    assert 'imjournal) lost 1532 messages' in text
+    assert 'journald suppressed 214 messages' in text
+    assert 'journald missed 97 kernel messages' in text
+    assert 'dropped 41 printk messages' in text
+    assert 'No buffer space available' in text
+    assert len(warnings) == 6
+
+
+def test_no_loss_warnings_on_clean_captures():
+    for name in ('el7_dmesg.txt', 'el6_dmesg.txt', 'debian12_xtables_monitor.txt', 'debian12_nft_monitor_trace.txt'):
+        assert cap.loss_warnings(lines(name)) == []
+
+
+def test_keep_regex_keeps_trace_and_loss_lines():
+    keep = re.compile(cap.KEEP_RE)
+    assert all(keep.search(x) for x in LOSS_LINES)
+    assert all(keep.search(x) for x in lines('el7_dmesg.txt') if 'TRACE: ' in x)
+    assert not keep.search('[  539.323075] virbr0: port 1(vg-g1) entered forwarding state')
+
+
+# ------------------------------------------------------------------------------ NAT notes
+def test_nat_notes_from_real_rules():
+    save = read('el7_iptables_save.txt')
+    masq = [x for x in save.splitlines() if 'MASQUERADE' in x]
+    assert masq
+    note = cap.nat_note(masq[0])
+    assert note.startswith('source NAT') and '1024-65535' in note
+    nft = [x for x in lines('debian12_nft_monitor_trace.txt') if 'masquerade' in x]
+    assert cap.nat_note(nft[0]).startswith('source NAT')
+    assert cap.nat_note('-A PREROUTING -d 10.0.0.1/32 -p tcp -j DNAT --to-destination 192.168.122.5:80') == \
+        'destination NAT: destination becomes 192.168.122.5:80 (DNAT)'
+    assert cap.nat_note('-A POSTROUTING -o bond0 -j SNAT --to-source 10.44.32.11') == \
+        'source NAT: source becomes 10.44.32.11 (SNAT)'
+    assert 'port 3129' in cap.nat_note('-A PREROUTING -p tcp -j REDIRECT --to-ports 3129')
+    assert cap.nat_note('-A LIBVIRT_FWO -s 192.168.122.0/24 -i virbr0 -j ACCEPT') is None
+    assert cap.nat_note(None) is None
+
+
+def test_add_nat_notes():
+    p = dict(hops=[dict(rule='-A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE'), dict(rule=None)])
+    assert cap.add_nat_notes([p]) == 1
+    assert 'MASQUERADE' in p['hops'][0]['nat_rule'] and 'nat_rule' not in p['hops'][1]
+
+
+# ------------------------------------------------------------------------------ diagnosis
+FACTS_EL7 = dict(iptables_backend='legacy', nf_log_sysctl={2: 'nf_log_ipv4', 10: None}, in_netns=True,
+                 nf_log_all_netns=None, epoch=1795727300, tools={'dmesg': '/usr/bin/dmesg'})
+
+
+def test_trace_rules_in_real_snapshots():
+    for name in ('el7_iptables_save.txt', 'el6_iptables_save.txt', 'debian12_iptables_save.txt'):
+        rules = cap.trace_rules_in(read(name))
+        assert len(rules) == 2 and all(r['ours'] for r in rules), name
+
+
+def test_diagnosis_no_logger_bound():
+    facts = dict(FACTS_EL7, nf_log_sysctl={2: None}, in_netns=False)
+    causes = cap.diagnose_empty('kernel_log', facts, {'ipv4': read('el7_iptables_save.txt')}, cut=dict(start=True))
+    assert causes[0].startswith('no kernel logger is bound to net.netfilter.nf_log.2')
+
+
+def test_diagnosis_no_rule_of_ours():
+    save = '\n'.join(x for x in read('el7_iptables_save.txt').splitlines() if 'TRACE' not in x)
+    causes = cap.diagnose_empty('kernel_log', dict(FACTS_EL7, in_netns=False), {'ipv4': save}, cut=dict(start=True))
+    assert causes == ['no TRACE rule in the raw table (add one with virtops.virtnet.trace_rule; an expired rule of '
+                      'ours is removed by its remover)']
+    theirs = save.replace('COMMIT', '-A PREROUTING -p icmp -j TRACE\nCOMMIT', 1).replace('*nat', '*raw', 0)
+    raw = '*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p icmp -j TRACE\nCOMMIT\n'
+    causes = cap.diagnose_empty('kernel_log', dict(FACTS_EL7, in_netns=False), {'ipv4': raw + theirs})
+    assert causes[0].startswith('no TRACE rule of ours (comment virtnet:)')
+
+
+def test_diagnosis_expired_rule():
+    raw = '*raw\n-A PREROUTING -p tcp -m time --datestop 2026-11-26T21:00:00 -m comment --comment ' \
+          '"virtnet:proxy:1f2e3d4c:exp=1795726800" -j TRACE\nCOMMIT\n'
+    causes = cap.diagnose_empty('kernel_log', dict(FACTS_EL7, in_netns=False), {'ipv4': raw})
+    assert causes[0] == 'our TRACE rules have expired (-m time --datestop): they no longer match'
+
+
+def test_diagnosis_wrong_backend_for_the_source():
+    facts = dict(iptables_backend='nft', nf_log_sysctl={2: 'nf_log_ipv4'}, in_netns=False)
+    save = read('debian12_iptables_save.txt')
+    causes = cap.diagnose_empty('kernel_log', facts, {'ipv4': save})
+    assert 'use source=nfnetlink' in causes[0]
+    causes = cap.diagnose_empty('nfnetlink', dict(FACTS_EL7, in_netns=False), {'ipv4': read('el7_iptables_save.txt')})
+    assert 'use source=kernel_log' in causes[0]
+
+
+def test_diagnosis_netns_and_marker_and_foreign_lines():
+    causes = cap.diagnose_empty('kernel_log', FACTS_EL7, {'ipv4': read('el7_iptables_save.txt')},
+                                cut=dict(start=False), raw_count=10, foreign=10)
+    text = '\n'.join(causes)
+    assert 'start marker was not found' in causes[0]
+    assert 'all from other network namespaces' in text
+    assert 'nf_log_all_netns=1' in text
+
+
+def test_diagnosis_flow_filter_and_probe():
+    causes = cap.diagnose_empty('nfnetlink', dict(iptables_backend='nft'), {'ipv4': read('debian12_iptables_save.txt')},
+                                raw_count=47, flow_dropped=3, probe_result=dict(rc=1))
+    assert causes[0].startswith('3 traced packets were captured but none matched')
+    assert 'probe command failed (rc=1)' in causes[-1]
+
+
+def test_diagnosis_default():
+    causes = cap.diagnose_empty('kernel_log', dict(FACTS_EL7, in_netns=False), {'ipv4': read('el7_iptables_save.txt')},
+                                cut=dict(start=True))
+    assert causes == ['no matching traffic passed the host during the capture']
+
+
+# ------------------------------------------------------------------------------ choices
+NFT_FACTS = dict(iptables_backend='nft', tools={'xtables-monitor': '/usr/sbin/xtables-monitor', 'nft': '/usr/sbin/nft',
+                                                'dmesg': '/usr/bin/dmesg', 'journalctl': '/usr/bin/journalctl'},
+                 systemd=True)
+EL6_FACTS = dict(iptables_backend='legacy', tools={'dmesg': '/bin/dmesg'}, systemd=False)
+
+
+def test_choose_source():
+    assert cap.choose_source(NFT_FACTS) == 'nfnetlink'
+    assert cap.choose_source(NFT_FACTS, backend='legacy') == 'kernel_log'
+    assert cap.choose_source(dict(NFT_FACTS, tools={})) == 'kernel_log'
+    assert cap.choose_source(EL6_FACTS) == 'kernel_log'
+    assert cap.choose_source(EL6_FACTS, 'nfnetlink') == 'nfnetlink'
+
+
+def test_choose_reader_and_monitor():
+    assert cap.choose_reader(EL6_FACTS) == 'dmesg'
+    assert cap.choose_reader(dict(tools={'journalctl': '/bin/journalctl'}, systemd=True)) == 'journalctl'
+    assert cap.choose_reader(dict(tools={}, systemd=False)) == 'syslog'
+    assert cap.choose_reader(EL6_FACTS, 'syslog') == 'syslog'
+    assert cap.choose_monitor(NFT_FACTS) == 'xtables-monitor'
+    assert cap.choose_monitor(dict(tools={'nft': '/usr/sbin/nft'})) == 'nft'
+    with pytest.raises(cap.CaptureError):
+        cap.choose_monitor(EL6_FACTS)
