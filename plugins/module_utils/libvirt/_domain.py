@@ -392,6 +392,11 @@ class GuestInterfaceManager:
                                           'vhost-user interface')
                 else:
                     live_action = ('attach', new_elem, None)
+            elif mac in self._pending_macs(dom):
+                self.live.update(status='pending', reason=(
+                    'an earlier unplug of %s is still pending in the running domain: the device '
+                    'disappears there when the guest releases it; the configuration has it' % mac))
+                self.warnings.append(self.live['reason'])
             else:
                 live_elem, live_model = live_matches[0]
                 live_diffs = interface_differences(desired, live_model)

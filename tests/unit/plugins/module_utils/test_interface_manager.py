@@ -401,3 +401,12 @@ def test_add_shared_memory_placement():
     assert D.has_shared_memory(root)
     numa = _root("<domain><cpu><numa><cell id='0' memAccess='shared'/></numa></cpu></domain>")
     assert D.has_shared_memory(numa)
+
+
+def test_present_while_unplug_pending_says_so():
+    dom = FakeDomain('g', ifaces=NET_IF, running=True)
+    conn = FakeConn(dom)
+    run(conn, domain='g', mac='52:54:00:00:00:01', state='absent', unplug_timeout=0)
+    res = run(conn, domain='g', type='network', source='default', mac='52:54:00:00:00:01')
+    assert res['changed'] and res['live']['status'] == 'pending'
+    assert [c['target'] for c in res['changes']] == ['config']
