@@ -76,8 +76,8 @@ options:
     description:
       - For O(type=direct) the macvtap mode, one of V(bridge), V(vepa), V(private),
         V(passthrough) (libvirt's default is V(vepa)).
-      - For O(type=vhostuser), V(server) (QEMU creates the socket) or V(client) (QEMU connects
-        to a socket the switch created).
+      - For O(type=vhostuser) (required there), V(server) (QEMU creates the socket) or
+        V(client) (QEMU connects to a socket the switch created).
       - Other types do not take a mode.
     type: str
   reconnect:
@@ -119,7 +119,8 @@ options:
   target_dev:
     description:
       - Name of the host-side device (tap or macvtap). libvirt picks C(vnetN) or C(macvtapN)
-        when not given.
+        when not given; such generated names (also in a model read back from a running domain)
+        are ignored.
     type: str
   mtu:
     description: MTU of the interface.
