@@ -1,0 +1,419 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""network / network_info against a lab hypervisor (real libvirtd, bridges, iptables).
+
+Run:  VIRTLAB_NAME=net .venv/bin/python -m pytest -q tests/integration/test_network*.py
+Only the debian12 persona is needed (brought up here if the lab is not up yet).
+"""
+import json
+import os
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lab'))
+import virtlab  # noqa: E402
+from labansible import playbook  # noqa: E402
+
+HOST = 'debian12-1'
+NET = 'virtops.virtnet.network'
+INFO = 'virtops.virtnet.network_info'
+UPLINK = '10.44.32.217'
+BOND0 = '10.44.32.10'
+
+
+@pytest.fixture(scope='module')
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip('the lab needs root')
+    the_lab = virtlab.Lab(os.environ.get('VIRTLAB_NAME') or 'net')
+    was_up = the_lab.is_up()
+    if not was_up or HOST not in the_lab.hosts:
+        the_lab.up(personas=['debian12'])
+    # host devices for the bridge / macvtap pool modes
+    for argv in (['ip', 'link', 'add', 'brhost0', 'type', 'bridge'],
+                 # the lab kernel has no dummy driver: veth pairs stand for host NICs
+                 ['ip', 'link', 'add', 'dum0', 'type', 'veth', 'peer', 'name', 'dum0p'],
+                 ['ip', 'link', 'add', 'dum1', 'type', 'veth', 'peer', 'name', 'dum1p'],
+                 ['ip', 'link', 'add', 'dum2', 'type', 'veth', 'peer', 'name', 'dum2p']):
+        the_lab.exec(HOST, argv, check=False)
+    for dev in ('brhost0', 'dum0', 'dum1', 'dum2'):
+        the_lab.exec(HOST, ['ip', 'link', 'set', dev, 'up'], check=False)
+    yield the_lab
+    if not was_up and os.environ.get('VIRTLAB_KEEP') != '1':
+        the_lab.down()
+
+
+def run_on(lab, module, args, check=False, diff=False):
+    """Like the conftest's module runner, but our modules have an option called ``name``."""
+    task = {'name': 'run_module', module: args, 'register': 'r'}
+    play = [{'hosts': HOST, 'gather_facts': False, 'tasks': [task]}]
+    out = playbook(lab, json.dumps(play, indent=1) + '\n', check=check, diff=diff)
+    res = out['results'].get('run_module', {}).get(HOST)
+    if res is None:
+        raise AssertionError('no result (rc=%d)\n%s\n%s' % (out['rc'], out['stdout'][-3000:], out['stderr'][-3000:]))
+    res.setdefault('diff', {})
+    return res
+
+
+@pytest.fixture(scope='module')
+def run(lab):
+    def _run(module=NET, check=False, diff=False, **args):
+        return run_on(lab, module, args, check=check, diff=diff)
+    return _run
+
+
+def virsh(lab, *args):
+    return lab.virsh(HOST, *args, check=False).stdout
+
+
+def net_state(lab):
+    """Everything a failed run must leave untouched: net-list and every network's XML."""
+    names = [line.split()[0] for line in virsh(lab, 'net-list', '--all', '--name').split() if line.strip()]
+    return {'list': virsh(lab, 'net-list', '--all'),
+            'xml': dict((n, (virsh(lab, 'net-dumpxml', n), virsh(lab, 'net-dumpxml', '--inactive', n)))
+                        for n in names)}
+
+
+def ifindex(lab, dev):
+    p = lab.exec(HOST, ['cat', '/sys/class/net/%s/ifindex' % dev], check=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def brif(lab, bridge):
+    p = lab.exec(HOST, ['ls', '/sys/class/net/%s/brif' % bridge], check=False)
+    return sorted(p.stdout.split()) if p.returncode == 0 else []
+
+
+def remove(run, name):
+    res = run(name=name, state='absent')
+    assert not res['failed'], res
+
+
+def ipnet(third, dhcp_hosts=None):
+    ip = {'address': '192.168.%d.1' % third, 'prefix': 24,
+          'ranges': [{'start': '192.168.%d.100' % third, 'end': '192.168.%d.150' % third}]}
+    if dhcp_hosts:
+        ip['hosts'] = dhcp_hosts
+    return ip
+
+
+# ------------------------------------------------------------------------------------------
+# every mode: create, start, autostart, idempotent, modify, remove
+MODES = {
+    'nat': dict(forward='nat', bridge={'name': 'vbn-nat'}, ips=[ipnet(161)],
+                nat={'port_start': 20000, 'port_end': 30000}),
+    'route': dict(forward='route', forward_dev='bond0', bridge={'name': 'vbn-route'}, ips=[ipnet(162)]),
+    'open': dict(forward='open', bridge={'name': 'vbn-open'}, ips=[ipnet(163)]),
+    'isolated': dict(forward='isolated', bridge={'name': 'vbn-iso'}, ips=[ipnet(164)],
+                     dns={'hosts': [{'ip': '192.168.164.5', 'hostnames': ['five']}]}),
+    'bridge': dict(forward='bridge', bridge={'name': 'brhost0'}),
+    'macvtap-bridge': dict(forward='bridge', forward_interfaces=['dum0', 'dum1']),
+    'private': dict(forward='private', forward_dev='dum0'),
+    'vepa': dict(forward='vepa', forward_interfaces=['dum0', 'dum1']),
+    'passthrough': dict(forward='passthrough', forward_interfaces=['dum2']),
+}
+LIVE_MODIFY = {
+    'nat': ('ips', [ipnet(161, [{'mac': '52:54:00:16:01:01', 'ip': '192.168.161.11', 'name': 'a'}])]),
+    'route': ('ips', [ipnet(162, [{'mac': '52:54:00:16:02:01', 'ip': '192.168.162.11'}])]),
+    'open': ('ips', [ipnet(163, [{'mac': '52:54:00:16:03:01', 'ip': '192.168.163.11'}])]),
+    'isolated': ('dns', {'hosts': [{'ip': '192.168.164.5', 'hostnames': ['five']},
+                                   {'ip': '192.168.164.6', 'hostnames': ['six']}]}),
+    'bridge': ('portgroups', [{'name': 'pg1', 'default': True}]),
+    'macvtap-bridge': ('forward_interfaces', ['dum0', 'dum1', 'dum2']),
+    'private': ('portgroups', [{'name': 'pg1'}]),
+    'vepa': ('portgroups', [{'name': 'pg1'}]),
+    'passthrough': ('portgroups', [{'name': 'pg1'}]),
+}
+
+
+@pytest.mark.parametrize('mode', sorted(MODES))
+def test_mode_lifecycle(lab, run, mode):
+    name = 'm-' + mode
+    args = dict(MODES[mode], name=name)
+    try:
+        res = run(**args)
+        assert not res['failed'], res
+        assert res['changed'] and {'what': 'network %s' % name, 'how': 'create'} in res['changes']
+        assert res['active'] is True
+        assert 'Active:         yes' in virsh(lab, 'net-info', name)
+        expected = 'isolated' if mode == 'isolated' else MODES[mode]['forward']
+        assert res['network']['forward'] == expected
+
+        res = run(**args)
+        assert not res['failed'] and res['changed'] is False, res
+        assert res['changes'] == []
+
+        res = run(autostart=True, **args)
+        assert res['changed'] and res['changes'][0]['how'] == 'autostart', res
+        assert res['autostart'] is True
+        res = run(autostart=True, **args)
+        assert res['changed'] is False, res
+
+        key, value = LIVE_MODIFY[mode]
+        bridge = (MODES[mode].get('bridge') or {}).get('name')
+        before_index = ifindex(lab, bridge) if bridge else None
+        mod = dict(args, autostart=True)
+        mod[key] = value
+        res = run(**mod)
+        assert not res['failed'], res
+        assert res['changed'] and set(c['how'] for c in res['changes']) == {'live-update'}, res
+        if bridge:
+            assert ifindex(lab, bridge) == before_index  # no restart
+        res = run(**mod)
+        assert res['changed'] is False, res
+        info = run(module=INFO, name=name)
+        assert info['networks'][0]['autostart'] is True
+        assert info['networks'][0]['model'] == res['network']
+    finally:
+        remove(run, name)
+    assert name not in virsh(lab, 'net-list', '--all', '--name')
+
+
+def test_dhcp_host_added_live_and_persistent_without_restart(lab, run):
+    name = 'livedhcp'
+    args = dict(name=name, bridge={'name': 'vbn-live'}, ips=[ipnet(171)])
+    try:
+        assert not run(**args)['failed']
+        guest = lab.guest_add('nlive', HOST, network=name, kind='ns')
+        index = ifindex(lab, 'vbn-live')
+        ports = brif(lab, 'vbn-live')
+        host = {'mac': '52:54:00:17:01:01', 'ip': '192.168.171.21', 'name': 'web'}
+        args['ips'] = [ipnet(171, [host])]
+        res = run(diff=True, **args)
+        assert res['changed'] and res['changes'][0]['how'] == 'live-update', res
+        assert res['live_updates'][0]['section'] == 'ip-dhcp-host'
+        assert '192.168.171.21' in res['diff']['after'] and '192.168.171.21' not in res['diff']['before']
+        for flag in ([], ['--inactive']):
+            xml = virsh(lab, *(['net-dumpxml'] + flag + [name]))
+            assert "mac='52:54:00:17:01:01'" in xml and "ip='192.168.171.21'" in xml, (flag, xml)
+        assert ifindex(lab, 'vbn-live') == index
+        assert brif(lab, 'vbn-live') == ports and guest['veth'] in ports
+        # removal is live too
+        args['ips'] = [ipnet(171)]
+        res = run(**args)
+        assert res['changes'][0]['how'] == 'live-update'
+        assert '192.168.171.21' not in virsh(lab, 'net-dumpxml', name)
+        assert '192.168.171.21' not in virsh(lab, 'net-dumpxml', '--inactive', name)
+    finally:
+        lab.guest_del('nlive')
+        remove(run, name)
+
+
+def test_check_mode_reports_and_changes_nothing(lab, run):
+    name = 'checkm'
+    args = dict(name=name, bridge={'name': 'vbn-chk'}, ips=[ipnet(172)])
+    res = run(check=True, diff=True, **args)
+    assert res['changed'] and [c['how'] for c in res['changes']] == ['create', 'start']
+    assert name not in virsh(lab, 'net-list', '--all', '--name')
+    assert "<name>checkm</name>" in res['diff']['after'] and res['diff']['before'] == ''
+    try:
+        run(**args)
+        before = net_state(lab)
+        args2 = dict(args, bridge={'name': 'vbn-chk', 'stp': False}, mtu=1400, restart='if_needed')
+        res = run(check=True, diff=True, **args2)
+        assert res['changed']
+        hows = dict((c['what'], c['how']) for c in res['changes'])
+        assert hows == {'bridge': 'redefine', 'mtu': 'redefine', 'network checkm': 'restart'}
+        assert "stp='off'" in res['diff']['after'].replace('"', "'")
+        assert net_state(lab) == before
+        args3 = dict(args, ips=[ipnet(172, [{'mac': '52:54:00:17:02:01', 'ip': '192.168.172.9'}])])
+        res = run(check=True, **args3)
+        assert [c['how'] for c in res['changes']] == ['live-update']
+        assert net_state(lab) == before
+    finally:
+        remove(run, name)
+
+
+# ------------------------------------------------------------------------------------------
+def _connect(lab, guest):
+    code = ("import socket,sys\ns=socket.create_connection(('%s',3128),timeout=3)\n"
+            "print(s.getsockname()[0]); s.close()" % UPLINK)
+    return lab.guest_exec(guest, ['python3', '-c', code], check=False)
+
+
+def _seen_from(lab, since):
+    return [c['src'] for c in lab.uplink_connections() if c['time'] >= since and c['dport'] == 3128]
+
+
+def test_nat_forwards_and_masquerades(lab, run):
+    name = 'natfwd'
+    try:
+        assert not run(name=name, forward='nat', bridge={'name': 'vbn-natf'}, ips=[ipnet(173)])['failed']
+        g = lab.guest_add('nnat', HOST, network=name, kind='ns')
+        since = time.time() - 1
+        p = _connect(lab, 'nnat')
+        assert p.returncode == 0, p.stderr
+        srcs = _seen_from(lab, since)
+        assert BOND0 in srcs and g['ip'] not in srcs, srcs  # masqueraded to the host's uplink address
+    finally:
+        lab.guest_del('nnat')
+        remove(run, name)
+
+
+def test_routed_forwards_without_nat(lab, run):
+    name = 'routefwd'
+    lab.uplink_exec(['ip', 'route', 'replace', '192.168.174.0/24', 'via', BOND0], check=False)
+    try:
+        assert not run(name=name, forward='route', bridge={'name': 'vbn-routef'}, ips=[ipnet(174)])['failed']
+        g = lab.guest_add('nroute', HOST, network=name, kind='ns')
+        since = time.time() - 1
+        p = _connect(lab, 'nroute')
+        assert p.returncode == 0, p.stderr
+        assert g['ip'] in _seen_from(lab, since)  # the guest's own address: not NATed
+    finally:
+        lab.uplink_exec(['ip', 'route', 'del', '192.168.174.0/24'], check=False)
+        lab.guest_del('nroute')
+        remove(run, name)
+
+
+def test_isolated_does_not_forward(lab, run):
+    name = 'isofwd'
+    try:
+        assert not run(name=name, forward='isolated', bridge={'name': 'vbn-isof'}, ips=[ipnet(175)])['failed']
+        g = lab.guest_add('niso', HOST, network=name, kind='ns')
+        since = time.time() - 1
+        p = _connect(lab, 'niso')
+        assert p.returncode != 0
+        assert g['ip'] not in _seen_from(lab, since) and not _seen_from(lab, since)
+    finally:
+        lab.guest_del('niso')
+        remove(run, name)
+
+
+# ------------------------------------------------------------------------------------------
+def test_restart_keeps_running_guests_on_the_bridge(lab, run):
+    name = 'restartnet'
+    args = dict(name=name, forward='nat', bridge={'name': 'vbn-rst'}, ips=[ipnet(176)])
+    try:
+        assert not run(**args)['failed']
+        g1 = lab.guest_add('qrst1', HOST, network=name, kind='qemu')
+        g2 = lab.guest_add('qrst2', HOST, network=name, kind='qemu')
+        ports = brif(lab, 'vbn-rst')
+        assert g1['tap'] in ports and g2['tap'] in ports
+        before = net_state(lab)
+        index = ifindex(lab, 'vbn-rst')
+
+        changed = dict(args, bridge={'name': 'vbn-rst', 'stp': False}, mtu=1400, forward='route')
+        res = run(**changed)  # restart: never (default) refuses
+        assert res['failed']
+        assert 'need a restart' in res['msg'] and 'bridge' in res['msg'] and 'mtu' in res['msg']
+        assert 'forward' in res['msg'] and 'Nothing was changed' in res['msg']
+        assert sorted(res['needs_restart']) == ['bridge', 'forward', 'mtu']
+        assert net_state(lab) == before and brif(lab, 'vbn-rst') == ports
+
+        res = run(restart='if_needed', **changed)
+        assert not res['failed'], res
+        assert {'what': 'network %s' % name, 'how': 'restart'} in res['changes']
+        assert ifindex(lab, 'vbn-rst') != index  # it really was restarted
+        after = brif(lab, 'vbn-rst')
+        assert after == ports, (ports, after)
+        assert res['restart']['ports_before'] == ports and res['restart']['ports_after'] == ports
+        assert res['restart']['lost'] == []
+        assert sorted(res['restart']['guests']) == sorted([g1['tap'], g2['tap']])
+        assert "stp='off'" in virsh(lab, 'net-dumpxml', name)
+        assert "<mtu size='1400'/>" in virsh(lab, 'net-dumpxml', name)
+        assert res['network']['forward'] == 'route'
+        info = run(module=INFO, name=name)
+        mapped = dict((p['port'], p['domain']) for p in info['networks'][0]['ports'])
+        assert mapped[g1['tap']] == 'qrst1' and mapped[g2['tap']] == 'qrst2'
+        assert run(restart='if_needed', **changed)['changed'] is False
+    finally:
+        lab.guest_del('qrst1')
+        lab.guest_del('qrst2')
+        remove(run, name)
+
+
+# ------------------------------------------------------------------------------------------
+# bad input: clear message, nothing changed
+BAD = [
+    ('bridge name used by another network', dict(bridge={'name': 'virbr0'}, ips=[ipnet(181)]),
+     'bridge name virbr0 is already used by network default'),
+    ('bridge name too long', dict(bridge={'name': 'vbn-much-too-long0'}, ips=[ipnet(182)]),
+     'too long'),
+    ('subnet overlaps another network', dict(bridge={'name': 'vbn-ovl'},
+                                             ips=[{'address': '192.168.122.129', 'prefix': 25}]),
+     'overlaps 192.168.122.1/24 of network default'),
+    ('subnet overlaps a host route', dict(bridge={'name': 'vbn-ovr'},
+                                         ips=[{'address': '10.44.32.129', 'prefix': 25}]),
+     'overlaps the host route 10.44.32.0/24 dev bond0'),
+    ('dhcp range outside subnet', dict(bridge={'name': 'vbn-rng'}, ips=[
+        {'address': '192.168.183.1', 'prefix': 24, 'ranges': [{'start': '192.168.184.2', 'end': '192.168.184.9'}]}]),
+     'DHCP range 192.168.184.2-192.168.184.9 is outside the subnet'),
+    ('invalid mac', dict(bridge={'name': 'vbn-mac'}, mac='52:54:00:xx:00:01', ips=[ipnet(185)]),
+     'invalid MAC address'),
+    ('invalid dhcp host mac', dict(bridge={'name': 'vbn-mac2'}, ips=[ipnet(186, [{'mac': '52:54:00', 'ip': '192.168.186.9'}])]),
+     'invalid MAC address'),
+    ('invalid address', dict(bridge={'name': 'vbn-adr'}, ips=[{'address': '192.168.300.1', 'prefix': 24}]),
+     'invalid IP address'),
+    ('unknown forward device', dict(forward='route', forward_dev='eth9', bridge={'name': 'vbn-dev'}, ips=[ipnet(187)]),
+     'unknown forward device eth9'),
+    ('unknown host bridge', dict(forward='bridge', bridge={'name': 'nosuchbr'}),
+     'host bridge nosuchbr does not exist'),
+    ('unknown macvtap device', dict(forward='vepa', forward_interfaces=['dum0', 'eth7']),
+     'unknown forward device eth7'),
+    ('bad xml', dict(xml='<network><name>x</name>'), 'invalid XML'),
+]
+
+
+@pytest.mark.parametrize('label,args,needle', BAD, ids=[b[0] for b in BAD])
+def test_bad_input_changes_nothing(lab, run, label, args, needle):
+    before = net_state(lab)
+    params = dict(args)
+    if 'xml' not in params:
+        params['name'] = 'badnet'
+    res = run(**params)
+    assert res['failed'], res
+    assert needle in res['msg'], res['msg']
+    assert net_state(lab) == before
+
+
+def test_bad_change_to_existing_network_changes_nothing(lab, run):
+    name = 'badchg'
+    args = dict(name=name, bridge={'name': 'vbn-bc'}, ips=[ipnet(188)])
+    try:
+        run(**args)
+        before = net_state(lab)
+        res = run(**dict(args, ips=[ipnet(188, [{'mac': '52:54:00:18:08:01', 'ip': '192.168.189.5'}])]))
+        assert res['failed'] and 'outside the subnet' in res['msg']
+        assert net_state(lab) == before
+    finally:
+        remove(run, name)
+
+
+def test_wrong_uri_is_a_clear_error(run):
+    res = run(name='x', uri='qemu+unix:///system?socket=/nonexistent/sock')
+    assert res['failed'] and 'not reachable' in res['msg'], res
+
+
+# ------------------------------------------------------------------------------------------
+def test_network_info_output_is_valid_input(lab, run):
+    info = run(module=INFO)
+    assert not info['failed']
+    default = [n for n in info['networks'] if n['name'] == 'default'][0]
+    assert default['active'] and default['persistent'] and default['bridge'] == 'virbr0'
+    rules = [r['rule'] for r in default['firewall']['iptables']]
+    assert any('MASQUERADE' in r and '192.168.122.0/24' in r for r in rules), rules
+    assert all('virbr0' in r or '192.168.122.0/24' in r for r in rules)
+    res = run(**default['model'])
+    assert not res['failed'] and res['changed'] is False, res
+    # the same model under another name/bridge/subnet creates an equivalent network
+    model = json.loads(json.dumps(default['model']))
+    model.update(name='copyofdefault', uuid=None, mac=None, bridge={'name': 'vbn-copy'})
+    model['ips'] = [ipnet(189)]
+    model = dict((k, v) for k, v in model.items() if v is not None)
+    try:
+        res = run(**model)
+        assert res['changed'] and not res['failed'], res
+        copied = run(module=INFO, name='copyofdefault')['networks'][0]
+        assert run(**copied['model'])['changed'] is False
+    finally:
+        remove(run, 'copyofdefault')
+
+
+def test_network_info_leases(lab, run):
+    info = run(module=INFO, name='default')
+    assert isinstance(info['networks'][0]['leases'], list)
+    res = run(module=INFO, name='nosuchnet')
+    assert res['failed'] and 'not found' in res['msg']
