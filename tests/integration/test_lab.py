@@ -22,7 +22,7 @@ def adhoc(lab, pattern, *args):
     env = ansible_env(lab, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal", ANSIBLE_LOAD_CALLBACK_PLUGINS="0")
     return subprocess.run([_bin("ansible"), "-i", lab.inventory_path, pattern] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, check=False)
 
 
 def test_three_hosts_up(lab):
@@ -131,9 +131,9 @@ def test_personas_probe_visible_facts(lab):
     try:
         legacy = subprocess.run(["nsenter", "--net=/run/netns/%s" % lab.host_netns("el7-1"),
                                  "iptables-legacy-save", "-t", "filter"], stdout=subprocess.PIPE,
-                                universal_newlines=True).stdout
+                                universal_newlines=True, check=False).stdout
         nft = subprocess.run(["nsenter", "--net=/run/netns/%s" % lab.host_netns("el7-1"),
-                              "nft", "list", "ruleset"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+                              "nft", "list", "ruleset"], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
         assert ":VL_PROBE" in legacy
         assert "VL_PROBE" not in nft
     finally:
@@ -180,7 +180,7 @@ def test_hosts_are_isolated(lab):
         assert "vlisobr0" in lab.exec(a, ["ip", "-o", "link"]).stdout
         assert "vlisobr0" not in lab.exec(b, ["ip", "-o", "link"]).stdout
         assert "vlisobr0" not in subprocess.run(["ip", "-o", "link"], stdout=subprocess.PIPE,
-                                                universal_newlines=True).stdout
+                                                universal_newlines=True, check=False).stdout
         assert os.listdir("/sys/class/net").count("vlisobr0") == 0
         # own /etc/libvirt, /var/lib/libvirt, /run/libvirt
         assert lab.exec(a, ["sh", "-c", "ls /run/libvirt/network"]).stdout != ""
@@ -230,7 +230,7 @@ def _root_snapshot(name):
     lab NAME among namespaces, mounts and /run (other labs may come and go meanwhile)."""
     def run(argv):
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True).stdout
+                              universal_newlines=True, check=False).stdout
 
     def ours(line):
         return ("vn-%s-" % name) in line or ("virtnet-%s" % name) in line
@@ -265,7 +265,7 @@ def test_down_leaves_nothing(lab):
     assert not os.path.exists(small.dir)
     assert not [n for n in os.listdir("/run/netns") if n.startswith("vn-%s-" % name)]
     # no process is left in a namespace of that lab (checked by name: its state dir is gone)
-    ps = subprocess.run(["ps", "-eo", "stat=,args="], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    ps = subprocess.run(["ps", "-eo", "stat=,args="], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
     assert not [l for l in ps.splitlines() if "virtnet-%s/" % name in l and not l.startswith("Z")]
     assert up_time < 30
     # the session lab is untouched

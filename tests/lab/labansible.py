@@ -83,7 +83,7 @@ def playbook(lab, text_or_path, extra_vars=None, check=False, limit=None, diff=F
         argv += ["--limit", limit if isinstance(limit, str) else ",".join(limit)]
     try:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                           env=ansible_env(lab), timeout=timeout, cwd=ROOT)
+                           env=ansible_env(lab), timeout=timeout, cwd=ROOT, check=False)
     finally:
         if tmp:
             os.unlink(tmp)

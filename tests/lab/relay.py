@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Private lab helper: stdin/stdout <-> TCP relay used as an SSH ProxyCommand.
 
 Run inside the lab's management namespace:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """virtlab: hypervisor hosts made of namespaces on one machine (test lab for virtops.virtnet).
 
@@ -294,10 +293,10 @@ class LabError(RuntimeError):
 
 def _run(argv, check=True, input=None, timeout=120, **kw):
     p = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=timeout, **kw)
+                       universal_newlines=True, timeout=timeout, check=False, **kw)
     if check and p.returncode != 0:
-        raise LabError("command failed (rc=%d): %s\n%s%s" % (p.returncode, " ".join(map(shlex.quote, argv)),
-                                                           p.stdout, p.stderr))
+        raise LabError("command failed (rc=%d): %s\n%s%s"
+                       % (p.returncode, " ".join(map(shlex.quote, argv)), p.stdout, p.stderr))
     return p
 
 
@@ -538,7 +537,7 @@ class Lab(object):
                                      "mgmt_ip": "%s.%d" % (MGMT_NET, 10 + idx),
                                      "bond0_ip": "%s.%d" % (UPLINK_NET, 10 + idx)}
         self._save(st)
-        for name, _ in wanted:
+        for name, dummy in wanted:
             if self._host_healthy(name):
                 continue
 
@@ -968,7 +967,7 @@ class Lab(object):
         inodes = set(i for i in (_ns_inode("/run/netns/%s" % n) for n in netns) if i)
         mnt_inodes = set(i for i in (_ns_inode(f) for f in glob.glob(os.path.join(self.nsdir, "*.mnt"))) if i)
         mnt_inodes.discard(_ns_inode("/proc/self/ns/mnt"))
-        for _ in range(3):
+        for dummy in range(3):
             pids = sorted(set(_pids_in(inodes, "net")) | set(_pids_in(mnt_inodes, "mnt")))
             if not pids:
                 break
@@ -1015,7 +1014,7 @@ def _split_cmd(rest):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="virtlab.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="virtlab.py", description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--lab", default=None, help="lab name (env VIRTLAB_NAME, default lab)")
     sub = ap.add_subparsers(dest="cmd")
     p = sub.add_parser("up")

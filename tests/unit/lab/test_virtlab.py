@@ -16,7 +16,7 @@ import virtlab  # noqa: E402
 def test_host_names_count_per_persona():
     assert virtlab.host_names(["debian12", "el7", "el6"]) == [
         ("debian12-1", "debian12"), ("el7-1", "el7"), ("el6-1", "el6")]
-    assert [n for n, _ in virtlab.host_names(["debian12", "el7"], 4)] == [
+    assert [n for n, dummy in virtlab.host_names(["debian12", "el7"], 4)] == [
         "debian12-1", "el7-1", "debian12-2", "el7-2"]
     assert virtlab.host_names([], 1) == [("debian12-1", "debian12")]
     with pytest.raises(ValueError):
@@ -46,7 +46,7 @@ def _sh(script, args, tmp_path, name="tool"):
     path.write_text(script)
     path.chmod(0o755)
     return subprocess.run([str(path)] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, check=False)
 
 
 @pytest.mark.parametrize("persona,module,rc", [
