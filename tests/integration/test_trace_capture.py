@@ -1,0 +1,232 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""trace_capture end to end on lab hosts: the seed's scenario (a guest on libvirt's NAT network
+opens TCP to the uplink 10.44.32.217:3128), for the legacy backend (el7, el6: dmesg) and the
+nf_tables backend (debian12: xtables-monitor, nft monitor trace).
+
+Run: VIRTLAB_NAME=cap .venv/bin/python -m pytest -q tests/integration/test_trace_capture.py
+"""
+import json
+import threading
+import time
+
+import pytest
+
+UPLINK = "10.44.32.217"
+PORT = "3128"
+GUEST_NET = "192.168.122."
+FLOW = dict(protocol="tcp", destination=UPLINK, destination_port=[PORT])
+MODULE = "virtops.virtnet.trace_capture"
+GUESTS = {"debian12-1": "tcg12", "el7-1": "tcg7", "el6-1": "tcg6"}
+RULESET = "capture-it"
+
+
+def ok(res):
+    assert not res["failed"], res
+    return res
+
+
+def play(run_playbook, tasks):
+    """Run tasks on all lab hosts in one play (trace_rule's ``name`` option cannot go through
+    run_module, whose own second parameter is called ``name``)."""
+    text = json.dumps([{"hosts": ",".join(GUESTS), "gather_facts": False,
+                        "tasks": [{"name": "t%d" % i, k: v} for i, (k, v) in enumerate(tasks)]}])
+    out = run_playbook(text + "\n")
+    for task in out["tasks"]:
+        for host, res in task["hosts"].items():
+            assert not res["failed"], (task["name"], host, res)
+    return out
+
+
+@pytest.fixture(scope="module")
+def traced(lab, run_playbook):
+    """Each host: ipv4 logger bound, TRACE rules for both directions of the flow (expiring), a guest."""
+    guests = {}
+    for host, guest in GUESTS.items():
+        guests[host] = lab.guest_add(guest, host)
+    play(run_playbook, [
+        ("virtops.virtnet.nf_log", dict(families=["ipv4"])),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=900)),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", protocol="tcp", source_port=PORT, expires=900)),
+    ])
+    yield guests
+    play(run_playbook, [
+        ("virtops.virtnet.trace_rule", dict(name=RULESET, state="absent")),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", state="absent")),
+    ])
+    for guest in GUESTS.values():
+        lab.guest_del(guest)
+
+
+def connect(lab, guest):
+    return lab.guest_exec(guest, ["nc", "-z", "-w", "3", UPLINK, PORT], check=False)
+
+
+def hop_names(packet):
+    return ["%s:%s" % (h["table"], h["chain"]) for h in packet["hops"]]
+
+
+def bond0_ip(lab, host):
+    return lab.state()["hosts"][host]["bond0_ip"]
+
+
+def assert_seed_path(lab, host, res, guest_ip, legacy):
+    """The seed's picture: the SYN goes raw -> mangle -> nat PREROUTING (legacy), FORWARD accepted by
+    libvirt's rule, POSTROUTING MASQUERADE; the SYN-ACK comes back to the host and is de-NATed to the guest."""
+    packets = res["packets"]
+    assert packets, res
+    syn = next(p for p in packets if p["hops"][0]["src"] == guest_ip and str(p["hops"][0]["dport"]) == PORT)
+    names = hop_names(syn)
+    assert names[0] == "raw:PREROUTING"
+    if legacy:
+        assert names.index("raw:PREROUTING") < names.index("mangle:PREROUTING") < names.index("nat:PREROUTING"), names
+    rules = [h.get("rule") or "" for h in syn["hops"]]
+    accept = [r for r in rules if "-i virbr0" in r and "-s 192.168.122.0/24" in r and "-j ACCEPT" in r]
+    assert accept, rules
+    assert any(h["table"] == "filter" and "FORWARD" in h["chain"] or h["chain"].startswith("LIBVIRT_FW")
+               for h in syn["hops"]), names
+    masq = [h for h in syn["hops"] if h["table"] == "nat" and "MASQUERADE" in (h.get("rule") or "")]
+    assert masq, rules
+    assert "MASQUERADE" in masq[0]["nat_rule"]
+    # the reply: to the host's uplink address first, then (after de-NAT) to the guest
+    host_ip = bond0_ip(lab, host)
+    reply = next(p for p in packets if p["hops"][0]["src"] == UPLINK and str(p["hops"][0]["sport"]) == PORT)
+    dsts = [h["dst"] for h in reply["hops"]]
+    assert dsts[0] == host_ip, dsts
+    assert guest_ip in dsts, dsts
+    assert all(h["dst"] == guest_ip for h in reply["hops"][dsts.index(guest_ip):])
+    # the snapshot the rules were resolved from
+    assert any("MASQUERADE" in x for x in res["rules_snapshot"]["ipv4"])
+
+
+def start_stop(lab, run_module, host, guest, **args):
+    start = ok(run_module(host, MODULE, action="start", **args))
+    assert start["changed"] and start["capture_id"]
+    time.sleep(0.3)
+    probe = connect(lab, guest)
+    assert probe.returncode == 0, probe.stderr
+    time.sleep(0.5)
+    return start, ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW,
+                                return_lines=True))
+
+
+@pytest.mark.parametrize("host", ["el7-1", "el6-1"])
+def test_legacy_dmesg_start_stop(lab, run_module, traced, host):
+    start, res = start_stop(lab, run_module, host, GUESTS[host])
+    assert start["source_used"] == "kernel_log" and start["tool"] == "dmesg"
+    assert res["source_used"] == "kernel_log" and res["marker_found"] is True
+    assert res["changed"] is True
+    assert_seed_path(lab, host, res, traced[host]["ip"], legacy=True)
+    assert all("TRACE:" in x for x in res["lines"] if "TRACE" in x)
+
+
+def test_nft_xtables_monitor_start_stop(lab, run_module, traced):
+    host = "debian12-1"
+    start, res = start_stop(lab, run_module, host, GUESTS[host])
+    assert start["source_used"] == "nfnetlink" and start["tool"] == "xtables-monitor"
+    assert_seed_path(lab, host, res, traced[host]["ip"], legacy=False)
+    # the monitor is gone and nothing is left behind
+    pid = start["state"]["pid"]
+    assert pid.isdigit()
+    left = lab.exec(host, ["sh", "-c", "ls /run/virtnet-capture-* /tmp/virtnet-capture-* 2>/dev/null; "
+                           "kill -0 %s 2>/dev/null && echo alive; true" % pid], check=False)
+    assert left.stdout.strip() == ""
+
+
+def test_nft_monitor_trace_oneshot_with_guest_traffic(lab, run_module, traced):
+    host = "debian12-1"
+    t = threading.Timer(1.5, connect, (lab, GUESTS[host]))
+    t.start()
+    try:
+        res = ok(run_module(host, MODULE, action="oneshot", monitor="nft", duration=4, match=FLOW))
+    finally:
+        t.join()
+    assert res["changed"] is False and res["tool"] == "nft"
+    syn = next(p for p in res["packets"] if p["hops"][0]["src"] == traced[host]["ip"])
+    assert any(h["table"] == "nat" and "masquerade" in (h.get("rule") or "").lower() for h in syn["hops"])
+
+
+@pytest.fixture
+def host_netns(lab):
+    """A network namespace created ON the host (not the lab's guest namespaces, which live in the
+    machine's mount namespace the host cannot see), plugged into virbr0 as 192.168.122.230."""
+    host = "el7-1"
+    script = """
+ip netns add capns
+ip link add cap-h type veth peer name cap-g
+ip link set cap-g netns capns
+ip link set cap-h master virbr0 up
+ip -n capns link set lo up
+ip -n capns addr add 192.168.122.230/24 dev cap-g
+ip -n capns link set cap-g up
+ip -n capns route add default via 192.168.122.1
+i=0; while [ "$(cat /sys/class/net/cap-h/brport/state)" != 3 ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+"""
+    lab.exec(host, ["sh", "-c", script])
+    yield host, "capns", "192.168.122.230"
+    lab.exec(host, ["sh", "-c", "ip link del cap-h; ip netns del capns"], check=False)
+
+
+def test_legacy_oneshot_with_probe_in_a_host_netns(lab, run_module, traced, host_netns):
+    host, netns, ip = host_netns
+    res = ok(run_module(host, MODULE, duration=2, match=FLOW, report_path="/tmp/virtnet-capture-report.html",
+                        probe=dict(netns=netns, command=["nc", "-z", "-w", "2", UPLINK, PORT])))
+    assert res["changed"] is False
+    assert res["probe_result"]["rc"] == 0, res["probe_result"]
+    assert_seed_path(lab, host, res, ip, legacy=True)
+    # other guests' traffic is filtered out: only our namespace's flow (and its replies)
+    for p in res["packets"]:
+        assert ip in [h["src"] for h in p["hops"]] + [h["dst"] for h in p["hops"]]
+    with open(res["report_path"]) as f:
+        assert "<svg" in f.read()
+
+
+def test_shared_ring_buffer_other_hosts_filtered(lab, run_module, traced):
+    """el6-1's lines are in the same kernel log as el7-1's: el7-1's capture does not return them."""
+    start = ok(run_module("el7-1", MODULE, action="start"))
+    p6 = connect(lab, GUESTS["el6-1"])
+    p7 = connect(lab, GUESTS["el7-1"])
+    assert p6.returncode == 0 and p7.returncode == 0
+    time.sleep(0.5)
+    res = ok(run_module("el7-1", MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
+    assert res["stats"]["foreign_lines"] > 0
+    assert any("vg-" + GUESTS["el6-1"] in x for x in res["lines"])
+    mac6 = lab.exec("el6-1", ["cat", "/sys/class/net/bond0/address"]).stdout.strip()
+    for p in res["packets"]:
+        for h in p["hops"]:
+            assert h.get("physin") in (None, "", "vg-" + GUESTS["el7-1"]), h
+    assert mac6
+    assert_seed_path(lab, "el7-1", res, traced["el7-1"]["ip"], legacy=True)
+
+
+def test_empty_capture_is_diagnosed(lab, run_module, traced):
+    """Kernel log on the nf_tables host: nothing, and the warning says why."""
+    res = ok(run_module("debian12-1", MODULE, source="kernel_log", duration=1, match=FLOW))
+    assert res["packets"] == []
+    assert "use source=nfnetlink" in res["diagnosis"][0]
+    assert any("nothing was captured" in w for w in res.get("warnings", []))
+
+
+def test_probe_on_another_inventory_host(lab, run_module, traced):
+    res = ok(run_module("el7-1", MODULE, duration=1, probe=dict(host="debian12-1", command=["hostname"])))
+    assert res["probe_result"]["host"] == "debian12-1"
+    assert res["probe_result"]["rc"] == 0 and res["probe_result"]["stdout"].strip() == "debian12-1"
+
+
+def test_check_mode_starts_nothing(lab, run_module, traced):
+    res = ok(run_module("el6-1", MODULE, check=True, action="start"))
+    assert res["changed"] is True and "would start" in res["msg"] and "capture_id" not in res
+    res = ok(run_module("debian12-1", MODULE, check=True, duration=1))
+    assert res["changed"] is False and res["source_used"] == "nfnetlink"
+    left = lab.exec("el6-1", ["sh", "-c", "ls /run/virtnet-capture-* 2>/dev/null || true"]).stdout
+    assert left.strip() == ""
+
+
+def test_bad_input(lab, run_module, traced):
+    res = run_module("el7-1", MODULE, action="stop", capture_id="x;reboot")
+    assert res["failed"] and "capture_id" in res["msg"]
+    res = run_module("el7-1", MODULE, action="stop", capture_id="abcdef123456")
+    assert res["failed"] and "no capture abcdef123456" in res["msg"]
+    res = run_module("el7-1", MODULE, match=dict(destination_port=["70000"]))
+    assert res["failed"] and "bad port" in res["msg"]
+    res = run_module("el7-1", MODULE, probe=dict(netns="a b", command=["true"]))
+    assert res["failed"] and "netns" in res["msg"]
