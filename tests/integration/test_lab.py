@@ -164,6 +164,27 @@ def test_personas_modprobe_and_sysctl(lab):
         assert f.read().strip() == "1"
 
 
+def test_host_log_lines_reach_dmesg(lab):
+    """nf_log_all_netns=1: a LOG rule inside a host writes to the kernel log the controller reads."""
+    tag = "VLDMESG%d " % (os.getpid() % 100000)
+    rule = ["OUTPUT", "-p", "tcp", "--dport", "9", "-j", "LOG", "--log-prefix", tag]
+    lab.exec("el7-1", ["iptables", "-I"] + rule)
+    try:
+        lab.exec("el7-1", ["/usr/bin/python3", "-c", "import socket; s=socket.socket(); s.settimeout(2);"
+                           " s.connect_ex(('10.44.32.1', 9))"])
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            out = subprocess.run(["dmesg"], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+            if tag.strip() in out:
+                break
+            time.sleep(0.2)
+        line = [l for l in out.splitlines() if tag.strip() in l][-1]
+        assert "OUT=bond0" in line and "DPT=9" in line
+        assert "SRC=%s" % lab.state()["hosts"]["el7-1"]["bond0_ip"] in line
+    finally:
+        lab.exec("el7-1", ["iptables", "-D"] + rule)
+
+
 def test_hosts_are_isolated(lab):
     a, b = "debian12-1", "el7-1"
     lab.exec(a, ["iptables", "-N", "VL_ISOLATION"])

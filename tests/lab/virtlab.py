@@ -44,6 +44,7 @@ MGMT_GW = MGMT_NET + ".1"
 SYSCTL_ALL_NETNS = "/proc/sys/net/netfilter/nf_log_all_netns"
 SYSCTL_ORIG = "/run/virtnet.nf_log_all_netns.orig"  # shared by all labs: value before the first up
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
+OWN_NETNS_RE = re.compile(r"^(mgmt|uplink|g-[a-z0-9-]+|[a-z0-9]+-[0-9]+)$")  # after "vn-<lab>-"
 
 # ---------------------------------------------------------------------------------------------
 # Personas: what a probe sees. Pure data (unit-tested without root).
@@ -945,8 +946,18 @@ class Lab(object):
             hosts.update(os.listdir(os.path.join(self.dir, "hosts")))
         ours.update(self.host_netns(h) for h in hosts)
         ours.update(g["netns"] for g in st["guests"].values() if g["kind"] == "ns")
-        gpref = "vn-%s-g-" % self.name
-        return sorted(n for n in names if n in ours or n.startswith(gpref))
+        # leftovers of a crashed run whose state is gone: our naming scheme, not another lab's
+        pref = "vn-%s-" % self.name
+        others = [d[len("/run/virtnet-"):] for d in glob.glob("/run/virtnet-*")
+                  if os.path.isdir(d) and d != self.dir]
+        for n in names:
+            rest = n[len(pref):] if n.startswith(pref) else None
+            if rest is None or not OWN_NETNS_RE.match(rest):
+                continue
+            if any(len(o) > len(self.name) and n.startswith("vn-%s-" % o) for o in others):
+                continue
+            ours.add(n)
+        return sorted(n for n in names if n in ours)
 
     def down(self, log=None):
         """Remove everything the lab made (also after a partial up or a crash)."""
