@@ -30,12 +30,15 @@ def lab():
     name = os.environ.get("VIRTLAB_NAME") or "it"
     the_lab = virtlab.Lab(name)
     was_up = the_lab.is_up()
+    keep = os.environ.get("VIRTLAB_KEEP") == "1"
     try:
         the_lab.up(personas=PERSONAS)
     except virtlab.LabError as exc:
+        if not was_up and not keep:
+            the_lab.down()
         pytest.fail("lab %s did not come up: %s" % (name, exc))
     yield the_lab
-    if not was_up and os.environ.get("VIRTLAB_KEEP") != "1":
+    if not was_up and not keep:
         the_lab.down()
 
 
