@@ -198,8 +198,8 @@ class ActionModule(ActionModuleBase):
         variables = dict(hostvars)
         variables.setdefault('inventory_hostname', host)
         try:
-            pc = self._play_context.set_task_and_variable_override(task=self._task, variables=variables,
-                                                                    templar=self._templar)
+            pc = self._play_context.set_task_and_variable_override(
+                task=self._task, variables=variables, templar=self._templar)
             conn_type = self._templar.template(variables.get('ansible_connection', pc.connection or 'ssh'))
             if conn_type in ('smart', None):
                 conn_type = 'ssh'

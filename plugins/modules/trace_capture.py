@@ -29,7 +29,7 @@ description:
   - Runs on the host with POSIX shell commands only; no Python is needed on the host. Parsing happens on the
     controller. Use C(become) when not connecting as root.
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 options:
   action:
     description:
