@@ -35,6 +35,7 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface
     normalize_mac,
     random_mac,
     reindent,
+    validate_identity,
     validate_interface,
 )
 
@@ -299,7 +300,7 @@ class GuestInterfaceManager:
             if state == 'present':
                 validate_interface(desired)
             elif not desired.get('mac'):
-                validate_interface(dict(desired, mode=None, reconnect=None))
+                validate_identity(desired)
         except InterfaceModelError as exc:
             self._fail(str(exc))
 

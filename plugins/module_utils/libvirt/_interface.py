@@ -290,6 +290,21 @@ def validate_interface(model):
     return canonical_interface(model)
 
 
+def validate_identity(model):
+    """Check what identifies an interface without a MAC: type plus source (vhostuser: path)."""
+    itype = model.get('type')
+    if itype not in INTERFACE_TYPES:
+        raise InterfaceModelError('unsupported interface type %r (supported: %s)'
+                                  % (itype, ', '.join(INTERFACE_TYPES)))
+    if itype == 'vhostuser':
+        if not model.get('path'):
+            raise InterfaceModelError('type vhostuser needs path (the unix socket) or mac')
+        if not os.path.isabs(model['path']):
+            raise InterfaceModelError('vhostuser socket path %r is not absolute' % (model['path'],))
+    elif not model.get('source'):
+        raise InterfaceModelError('type %s needs source or mac to identify the interface' % itype)
+
+
 # --------------------------------------------------------------------------- XML -> model
 
 def _parse(elem):

@@ -410,3 +410,13 @@ def test_present_while_unplug_pending_says_so():
     res = run(conn, domain='g', type='network', source='default', mac='52:54:00:00:00:01')
     assert res['changed'] and res['live']['status'] == 'pending'
     assert [c['target'] for c in res['changes']] == ['config']
+
+
+def test_absent_vhostuser_by_path_without_mode():
+    dom = FakeDomain('g', ifaces="<interface type='vhostuser'><mac address='52:54:00:00:00:05'/>"
+                                  "<source type='unix' path='/run/s.sock' mode='server'/></interface>")
+    res = run(FakeConn(dom), domain='g', type='vhostuser', path='/run/s.sock', state='absent')
+    assert res['changed'] and dom.calls == [('detach', CONFIG)]
+    with pytest.raises(D.GuestInterfaceError) as exc:
+        run(FakeConn(dom), domain='g', type='vhostuser', path='rel.sock', state='absent')
+    assert 'not absolute' in exc.value.msg
