@@ -230,3 +230,35 @@ def test_bad_input(lab, run_module, traced):
     assert res["failed"] and "bad port" in res["msg"]
     res = run_module("el7-1", MODULE, probe=dict(netns="a b", command=["true"]))
     assert res["failed"] and "netns" in res["msg"]
+
+
+@pytest.fixture
+def syslog_file(lab):
+    """A stand-in for rsyslog's imklog on el7-1: /dev/kmsg copied into a syslog-format file (in the
+    host's private /tmp) as 'Mon DD HH:MM:SS host kernel: message'."""
+    host, path = "el7-1", "/tmp/virtnet-it-messages"
+    script = """: > %s
+cd / && nohup sh -c 'echo $$ > /tmp/virtnet-it-fwd.pid; cat /dev/kmsg | sed -n -u "/^[0-9]/ s/^[^;]*;/Nov 26 21:00:00 el7-1 kernel: /p"' >> %s 2>/dev/null < /dev/null &
+sleep 0.5
+""" % (path, path)
+    lab.exec(host, ["sh", "-c", script])
+    yield host, path
+    # the pid is the sh running the pipeline: kill its children (cat, sed) too
+    lab.exec(host, ["sh", "-c", "p=$(cat /tmp/virtnet-it-fwd.pid); pkill -P $p; kill $p; "
+                                "rm -f /tmp/virtnet-it-fwd.pid %s" % path], check=False)
+
+
+def test_legacy_syslog_file_reader_and_loss_warning(lab, run_module, traced, syslog_file):
+    host, path = syslog_file
+    start = ok(run_module(host, MODULE, action="start", kernel_log_reader="syslog", syslog_file=path))
+    assert start["tool"] == "syslog"
+    assert connect(lab, GUESTS[host]).returncode == 0
+    # what rsyslog writes when imjournal drops messages (simulated: no rsyslog in the lab)
+    lab.exec(host, ["sh", "-c", "echo 'Nov 26 21:00:01 el7-1 rsyslogd: imjournal: 12 messages lost due to "
+                                "rate-limiting' >> %s" % path])
+    time.sleep(0.5)
+    res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
+    assert res["marker_found"] is True
+    assert all(" kernel: TRACE: " in x for x in res["lines"] if "TRACE" in x)
+    assert any("imjournal) lost 12 messages" in w for w in res.get("warnings", []))
+    assert_seed_path(lab, host, res, traced[host]["ip"], legacy=True)

@@ -386,3 +386,12 @@ def test_choose_reader_and_monitor():
     assert cap.choose_monitor(dict(tools={'nft': '/usr/sbin/nft'})) == 'nft'
     with pytest.raises(cap.CaptureError):
         cap.choose_monitor(EL6_FACTS)
+
+
+def test_cut_marker_window_syslog_format():
+    text = lines('el7_syslog_messages.txt')
+    out, start, stop = cap.cut_marker_window(text, 'fxsyslog')
+    assert start and stop and len(out) == len(text) - 2
+    assert all(x.startswith('Nov 26 21:15:02 el7-1 kernel: TRACE: ') for x in out)
+    kept, foreign = cap.host_line_filter(out, el7_ifaces())
+    assert foreign == 0 and kept == out
