@@ -25,6 +25,7 @@ import time
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
     DEFAULT_MODEL,
+    READONLY_KEYS,
     InterfaceModelError,
     find_interface_elements,
     interface_differences,
@@ -438,8 +439,8 @@ class GuestInterfaceManager:
             self.live['status'] = 'applied'
 
         self._warn_direct_only(config_root, old_elem, new_model)
-        new_model.pop('alias', None)
-        new_model.pop('address', None)
+        for key in READONLY_KEYS:
+            new_model.pop(key, None)
         return {'interface': new_model}
 
     def _apply_live(self, dom, action):
@@ -519,8 +520,8 @@ class GuestInterfaceManager:
         removed = current if current is not None else (
             interface_from_xml(live_elem) if live_elem is not None else None)
         if removed is not None:
-            removed.pop('alias', None)
-            removed.pop('address', None)
+            for key in READONLY_KEYS:
+                removed.pop(key, None)
 
         if already_pending:
             live_elem = None

@@ -40,8 +40,14 @@ The model is a flat dict whose keys are the ``guest_interface`` options (so a mo
 ``filterref``   ``{'filter': name, 'parameters': {NAME: value or [values]}}``
 ``bandwidth``   ``{'inbound': {'average','peak','burst','floor'}, 'outbound': {...}}`` (ints)
 
-Read-only keys filled by ``interface_from_xml`` only: ``alias`` (``net0``...) and ``address``
-(``{'type': 'pci', 'bus': ...}``); they are ignored by comparison and building.
+Read-only keys filled by ``interface_from_xml`` only: ``alias`` (``net0``...), ``address``
+(``{'type': 'pci', 'bus': ...}``) and ``host_bridge`` (the bridge a type network or bridge
+interface is plugged into, from the live XML; ``None`` otherwise); they are ignored by
+comparison and building.
+
+For ``network_info``: ``interfaces_attached_to(domain_xml, network=..., bridge=...)`` lists the
+interfaces of one domain plugged into a libvirt network or host bridge, each model with an
+extra ``domain`` key.
 
 Canonical comparison: ``interface_differences(desired, current)`` returns the list of
 ``{'key', 'before', 'after'}`` for each key set in ``desired`` that differs (after
@@ -91,7 +97,7 @@ INTERFACE_KEYS = ('type', 'source', 'portgroup', 'path', 'mode', 'reconnect', 'q
                   'virtualport', 'mac', 'model', 'target_dev', 'mtu', 'link_state',
                   'boot_order', 'filterref', 'bandwidth')
 # Keys filled when reading only.
-READONLY_KEYS = ('alias', 'address')
+READONLY_KEYS = ('alias', 'address', 'host_bridge')
 
 # Host-side device names libvirt generates (and drops again from the inactive XML).
 AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
@@ -389,6 +395,9 @@ def interface_from_xml(elem):
             if d is not None:
                 raw[direction] = dict((f, d.get(f)) for f in BANDWIDTH_FIELDS if d.get(f))
         model['bandwidth'] = _norm_bandwidth(raw)
+    model['host_bridge'] = None
+    if src is not None and itype in ('network', 'bridge'):
+        model['host_bridge'] = src.get('bridge')
     alias = elem.find('alias')
     model['alias'] = alias.get('name') if alias is not None else None
     addr = elem.find('address')
@@ -400,6 +409,25 @@ def domain_interfaces(domain_xml):
     """All ``<interface>`` of a domain (lxml root or XML text) as models, in document order."""
     root = _parse(domain_xml)
     return [interface_from_xml(e) for e in root.findall('./devices/interface')]
+
+
+def interfaces_attached_to(domain_xml, network=None, bridge=None):
+    """Interfaces of one domain on libvirt network ``network`` or host bridge ``bridge``.
+
+    A type network interface matches by network name; any interface matches by the bridge it
+    is plugged into (``host_bridge``, known from the live XML of a running domain, or the
+    source of a type bridge interface). Each model gets an extra ``domain`` key (the name).
+    """
+    root = _parse(domain_xml)
+    name = root.findtext('name')
+    found = []
+    for model in domain_interfaces(root):
+        on_network = network is not None and model['type'] == 'network' and model['source'] == network
+        on_bridge = bridge is not None and model.get('host_bridge') == bridge
+        if on_network or on_bridge:
+            model['domain'] = name
+            found.append(model)
+    return found
 
 
 # --------------------------------------------------------------------------- model -> XML

@@ -6,6 +6,7 @@ from lxml import etree
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
     InterfaceModelError, canonical_interface, domain_interfaces, find_interface_elements,
     interface_differences, interface_from_xml, interface_matches, interface_to_string,
+    interfaces_attached_to,
     interface_to_xml, normalize_mac, random_mac, validate_interface, INTERFACE_KEYS)
 
 # The seed's examples (test data).
@@ -238,3 +239,25 @@ def test_vhostuser_needs_mode():
     with pytest.raises(InterfaceModelError) as exc:
         validate_interface({'type': 'vhostuser', 'path': '/s.sock'})
     assert 'needs mode' in str(exc.value)
+
+
+LIVE_DOMAIN = """<domain type='qemu' id='1'><name>web</name><devices>
+  <interface type='network'><mac address='52:54:00:05:e6:6a'/>
+    <source network='default' portid='fc596d75-ac07-4b26-9953-fed97fcccb1b' bridge='virbr0'/>
+    <target dev='vnet0'/><model type='e1000'/><alias name='net0'/></interface>
+  <interface type='bridge'><mac address='52:54:00:05:e6:6b'/><source bridge='virbr0'/>
+    <target dev='vnet1'/><model type='virtio'/></interface>
+  <interface type='network'><mac address='52:54:00:05:e6:6c'/><source network='other' bridge='virbr1'/></interface>
+  <interface type='direct'><mac address='52:54:00:05:e6:6d'/><source dev='eth0' mode='bridge'/></interface>
+</devices></domain>"""
+
+
+def test_interfaces_attached_to_network_and_bridge():
+    on_net = interfaces_attached_to(LIVE_DOMAIN, network='default')
+    assert [(m['domain'], m['mac']) for m in on_net] == [('web', '52:54:00:05:e6:6a')]
+    assert on_net[0]['host_bridge'] == 'virbr0' and on_net[0]['target_dev'] == 'vnet0'
+    on_br = interfaces_attached_to(LIVE_DOMAIN, bridge='virbr0')
+    assert [m['mac'] for m in on_br] == ['52:54:00:05:e6:6a', '52:54:00:05:e6:6b']
+    both = interfaces_attached_to(LIVE_DOMAIN, network='default', bridge='virbr0')
+    assert len(both) == 2
+    assert interfaces_attached_to(LIVE_DOMAIN, network='nope') == []

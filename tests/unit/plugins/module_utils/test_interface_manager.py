@@ -420,3 +420,9 @@ def test_absent_vhostuser_by_path_without_mode():
     with pytest.raises(D.GuestInterfaceError) as exc:
         run(FakeConn(dom), domain='g', type='vhostuser', path='rel.sock', state='absent')
     assert 'not absolute' in exc.value.msg
+
+
+def test_returned_interface_has_only_option_keys():
+    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import INTERFACE_KEYS
+    res = run(FakeConn(FakeDomain('g', ifaces=NET_IF)), domain='g', type='network', source='default')
+    assert sorted(res['interface']) == sorted(INTERFACE_KEYS)
