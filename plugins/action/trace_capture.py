@@ -41,11 +41,25 @@ NAME_RE = re.compile(r'^[A-Za-z0-9_.@+-]{1,64}$')
 PORT_RE = re.compile(r'^\d{1,5}(:\d{1,5})?$')
 
 
-def _trace_parse():
-    # The parser is shared with the nf_trace filter; imported when needed so that start/stop
-    # error paths do not depend on it.
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+def _trace_parse(module):
+    """The parser shared with the nf_trace filter."""
+    try:
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+    except ImportError as e:
+        module.fail_json(msg='the trace parser of this collection cannot be imported: %s' % e)
     return tp
+
+
+def _annotate(tp, packets, family, save_text):
+    """Resolve rule numbers/handles of ``family``'s packets from ``save_text`` (in place or returned)."""
+    subset = [x for x in packets if (x.get('family') or 'ipv4') == family]
+    if not subset or not save_text:
+        return packets
+    done = tp.annotate(subset, save_text)
+    if isinstance(done, list) and len(done) == len(subset) and done is not subset:
+        swap = dict((id(a), b) for a, b in zip(subset, done))
+        packets = [swap.get(id(x), x) for x in packets]
+    return packets
 
 
 class ActionModule(ActionModuleBase):
@@ -190,6 +204,9 @@ class ActionModule(ActionModuleBase):
         else:
             rc, out, err = self._run_on_other_host(module, pr['host'], pr['timeout'], argv)
             where = pr['host']
+        if rc != 0:
+            module.warn('the probe command %s on %s exited with rc=%s%s' % (
+                ' '.join(argv), where, rc, ' (killed by timeout)' if rc == 124 else ''))
         return dict(rc=rc, stdout=out[-4000:], stderr=err[-4000:], host=where, command=argv)
 
     def _run_on_other_host(self, module, host, timeout, argv):
@@ -256,7 +273,7 @@ class ActionModule(ActionModuleBase):
         foreign = 0
         if source == 'kernel_log' and p['host_filter']:
             lines, foreign = cap.host_line_filter(raw_lines, ifaces, addrs)
-        tp = _trace_parse()
+        tp = _trace_parse(module)
         parsed = tp.parse(lines)
         packets = list(parsed.get('packets') or [])
         stats = dict(parsed.get('stats') or {})
@@ -269,10 +286,8 @@ class ActionModule(ActionModuleBase):
         stats.update(capture_lines=len(raw_lines), foreign_lines=foreign, orphan_packets=orphans,
                      captured_packets=captured, flow_dropped_packets=flow_dropped, returned_packets=len(packets))
         snapshots = self._snapshot(module, facts, packets)
-        for family, text in snapshots.items():
-            fam_packets = [x for x in packets if (x.get('family') or 'ipv4') == family]
-            if fam_packets and text:
-                tp.annotate(fam_packets, text)
+        for family, text in sorted(snapshots.items()):
+            packets = _annotate(tp, packets, family, text)
         cap.add_nat_notes(packets)
         result = dict(changed=True, capture_id=cid, source_used=source, tool=state.get('tool'), packets=packets,
                       stats=stats, rules_snapshot={k: v.splitlines() for k, v in snapshots.items()},
