@@ -842,7 +842,7 @@ class Lab(object):
                 _run(gi + ["link", "set", "eth0", "up"])
                 if ip:
                     _run(gi + ["route", "add", "default", "via", net["gateway"]])
-                mac = open_read("/sys/class/net/eth0/address", gns)
+                mac = link_mac(gns, "eth0")
                 self._wait_forwarding(host, veth)
             except Exception:
                 _run(["ip", "netns", "del", gns], check=False)
@@ -1008,9 +1008,13 @@ class Lab(object):
             log("lab %s down in %.1fs" % (self.name, time.time() - t0))
 
 
-def open_read(path, netns):
-    """Read a sysfs file as seen from a netns (fresh sysfs through `ip netns exec`)."""
-    return _run(["ip", "netns", "exec", netns, "cat", path]).stdout.strip()
+def link_mac(netns, dev):
+    """MAC address of an interface inside a network namespace."""
+    out = _run(["ip", "-n", netns, "-o", "link", "show", dev]).stdout
+    m = re.search(r"link/ether ([0-9a-f:]{17})", out)
+    if not m:
+        raise LabError("no MAC for %s in %s: %s" % (dev, netns, out))
+    return m.group(1)
 
 
 # ---------------------------------------------------------------------------------------------
