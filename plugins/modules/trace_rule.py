@@ -88,8 +88,8 @@ options:
   extra:
     description:
       - Additional match words, one word per item (for example V([-m, conntrack, --ctstate, NEW])).
-      - Each word is validated (letters, digits and C(_ . , : / = + @ % ! -)); commands, targets, tables and
-        comments cannot be set this way. It is never a shell string.
+      - "Each word is validated (letters, digits and C(_ . , : / = + @ % ! -)); commands, targets, tables and
+        comments cannot be set this way. It is never a shell string."
     type: list
     elements: str
   rate:

@@ -203,7 +203,8 @@ def parse_probe(text):
     in_netns = None
     if len(ns) == 2:
         in_netns = ns[0] != ns[1]
-    if all_netns is None and nf_log_sysctl:
+    kver = version_tuple(kernel) or (0, 0)
+    if all_netns is None and nf_log_sysctl and kver >= (4, 11):
         in_netns = True
     epoch = next((x.strip() for x in sections.get('epoch', []) if x.strip().isdigit()), None)
     uid = next((x.strip() for x in sections.get('id', []) if x.strip().isdigit()), None)

@@ -226,7 +226,7 @@ def _extra(tokens):
     for tok in tokens or []:
         tok = str(tok)
         if not EXTRA_RE.match(tok):
-            _fail('extra', tok, 'tokens may only contain letters, digits and _ . , : / = + @ %% ! -',
+            _fail('extra', tok, 'tokens may only contain letters, digits and _ . , : / = + @ % ! -',
                   'pass each iptables word as one list item, with no quotes, spaces or shell characters')
         if tok in FORBIDDEN_EXTRA:
             _fail('extra', tok, 'commands, targets, tables and comments are set by the module',
