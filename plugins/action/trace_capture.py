@@ -50,16 +50,12 @@ def _trace_parse(module):
     return tp
 
 
-def _annotate(tp, packets, family, save_text):
-    """Resolve rule numbers/handles of ``family``'s packets from ``save_text`` (in place or returned)."""
-    subset = [x for x in packets if (x.get('family') or 'ipv4') == family]
-    if not subset or not save_text:
+def _annotate(tp, packets, snapshots):
+    """Resolve rule numbers to rule text from the snapshots (the parser mutates and returns)."""
+    if not packets or not snapshots:
         return packets
-    done = tp.annotate(subset, save_text)
-    if isinstance(done, list) and len(done) == len(subset) and done is not subset:
-        swap = dict((id(a), b) for a, b in zip(subset, done))
-        packets = [swap.get(id(x), x) for x in packets]
-    return packets
+    done = tp.annotate(packets, snapshots.get('ipv4') or '', snapshots.get('ipv6'))
+    return done if isinstance(done, list) else packets
 
 
 class ActionModule(ActionModuleBase):
@@ -286,8 +282,7 @@ class ActionModule(ActionModuleBase):
         stats.update(capture_lines=len(raw_lines), foreign_lines=foreign, orphan_packets=orphans,
                      captured_packets=captured, flow_dropped_packets=flow_dropped, returned_packets=len(packets))
         snapshots = self._snapshot(module, facts, packets)
-        for family, text in sorted(snapshots.items()):
-            packets = _annotate(tp, packets, family, text)
+        packets = _annotate(tp, packets, snapshots)
         cap.add_nat_notes(packets)
         result = dict(changed=True, capture_id=cid, source_used=source, tool=state.get('tool'), packets=packets,
                       stats=stats, rules_snapshot={k: v.splitlines() for k, v in snapshots.items()},
