@@ -90,7 +90,10 @@ if [ "$src" = nfnetlink ]; then
     nft) set -- nft monitor trace ;;
     *) echo "unknown monitor $tool" >&2; exit 2 ;;
   esac
-  command -v "$1" >/dev/null 2>&1 || { echo "$1 not found on the host" >&2; exit 4; }
+  mon=$1
+  command -v "$mon" >/dev/null 2>&1 || { echo "$mon not found on the host" >&2; exit 4; }
+  # line-buffered output: the monitor is stopped with SIGTERM, which does not flush stdio
+  command -v stdbuf >/dev/null 2>&1 && set -- stdbuf -oL "$@"
   log="/tmp/virtnet-capture-$id.log"; pidf="$d/virtnet-capture-$id.pid"
   rm -f "$log" "$pidf"; : > "$log" || exit 4
   w='echo $$ > "$1"; shift; exec "$@"'
@@ -103,7 +106,7 @@ if [ "$src" = nfnetlink ]; then
   pid=$(cat "$pidf" 2>/dev/null)
   sleep 0.5
   if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-    echo "$1 exited at once:" >&2; head -n 20 "$log" >&2; rm -f "$log" "$pidf"; exit 5
+    echo "$mon exited at once:" >&2; head -n 20 "$log" >&2; rm -f "$log" "$pidf"; exit 5
   fi
 else
   if [ "$tool" = syslog ]; then
