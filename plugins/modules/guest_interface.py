@@ -184,6 +184,10 @@ options:
       - V(config_only) changes the persistent definition only, warns, and returns
         RV(live.status=impossible); the change applies at next boot.
       - V(fail) fails and changes nothing.
+      - A hot-plug or update that libvirt, QEMU or the kernel refuses for another reason (for
+        example a V(passthrough) macvtap on a device that already carries another macvtap:
+        the kernel wants the device for itself) fails with its message and changes nothing,
+        whatever this option says.
     type: str
     choices: [config_only, fail]
     default: config_only
