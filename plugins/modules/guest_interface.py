@@ -185,8 +185,8 @@ options:
         RV(live.status=impossible); the change applies at next boot.
       - V(fail) fails and changes nothing.
       - A hot-plug or update that libvirt, QEMU or the kernel refuses for another reason (for
-        example a V(passthrough) macvtap on a device that already carries another macvtap:
-        the kernel wants the device for itself) fails with its message and changes nothing,
+        example a V(passthrough) macvtap on a device that already carries another macvtap,
+        as the kernel wants the device for itself) fails with its message and changes nothing,
         whatever this option says.
     type: str
     choices: [config_only, fail]
