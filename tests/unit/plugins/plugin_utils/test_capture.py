@@ -395,3 +395,163 @@ def test_cut_marker_window_syslog_format():
     assert all(x.startswith('Nov 26 21:15:02 el7-1 kernel: TRACE: ') for x in out)
     kept, foreign = cap.host_line_filter(out, el7_ifaces())
     assert foreign == 0 and kept == out
+
+
+# ------------------------------------------------------------------------------ the action plugin, fake host
+# The action plugin's flow (start, probe, stop, filters, snapshot, annotate, diagnosis) with the
+# remote side answered from the real captures above; no connection, no lab.
+from ansible_collections.virtops.virtnet.plugins.action import trace_capture as action_mod  # noqa: E402
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import (  # noqa: E402
+    CommandResult, ModuleFailed)
+
+
+class FakeHost:
+    """Module-like object answering the capture scripts like a lab host would."""
+
+    def __init__(self, params, stop_output, save_text='', check_mode=False, probe_rc=0):
+        spec = action_mod.ActionModule.ARGUMENT_SPEC
+        self.params = dict((k, v.get('default')) for k, v in spec.items())
+        self.params.update(params)
+        for key in ('match', 'probe'):
+            if self.params.get(key) is not None:
+                sub = dict((k, v.get('default')) for k, v in spec[key]['options'].items())
+                sub.update(self.params[key])
+                self.params[key] = sub
+        self.check_mode = check_mode
+        self.host = 'el7-1'
+        self.task_vars = {}
+        self.cache = {}
+        self.commands = []
+        self.warnings = []
+        self.stop_output = stop_output
+        self.save_text = save_text
+        self.probe_rc = probe_rc
+        self.scripts = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def fail_json(self, msg, **kw):
+        raise ModuleFailed(msg, result=kw)
+
+    def run(self, argv, check_rc=True, **kw):
+        self.commands.append(argv)
+        return CommandResult(0, self.save_text, '', argv)
+
+    def run_script(self, script, args=(), check_rc=True, **kw):
+        if script == cap.START_SCRIPT:
+            self.scripts.append('start')
+            cid, src, tool = args[0], args[1], args[2]
+            return CommandResult(0, '@@state\nid=%s\nsource=%s\ntool=%s\nfile=\npid=\n' % (cid, src, tool), '', '')
+        if script == cap.STOP_SCRIPT:
+            self.scripts.append('stop')
+            return CommandResult(0, self.stop_output(args[0]), '', '')
+        if script == cap.PROBE_CMD_SCRIPT:
+            self.scripts.append('probe')
+            return CommandResult(self.probe_rc, '', 'nc: connection refused' if self.probe_rc else '', '')
+        raise AssertionError('unexpected script')
+
+
+EL7_FACTS = dict(FACTS_EL7, tools={'dmesg': '/usr/bin/dmesg', 'iptables-save': '/usr/sbin/iptables-save',
+                                   'iptables-restore': '/usr/sbin/iptables-restore', 'iptables': '/usr/sbin/iptables'},
+                 iptables={'iptables': dict(version='1.4.21', version_tuple=(1, 4, 21), backend='legacy')})
+DEB_FACTS = dict(NFT_FACTS, nf_log_sysctl={2: 'nf_log_ipv4'}, in_netns=True,
+                 tools=dict(NFT_FACTS['tools'], **{'iptables-nft-save': '/usr/sbin/iptables-nft-save',
+                                                   'iptables-nft-restore': '/usr/sbin/iptables-nft-restore',
+                                                   'iptables-nft': '/usr/sbin/iptables-nft'}),
+                 iptables={'iptables': dict(version='1.8.9', version_tuple=(1, 8, 9), backend='nft')})
+
+
+def kernel_stop_output(fixture, fixture_cid, ifaces='el7_interfaces.txt', tool='dmesg'):
+    def out(cid):
+        window, start, stop = cap.cut_marker_window(lines(fixture), fixture_cid)
+        window = [x for x in window if re.search(cap.KEEP_RE, x)]
+        return '\n'.join(['@@state', 'id=' + cid, 'source=kernel_log', 'tool=' + tool, '@@ifaces'] + lines(ifaces)
+                         + ['@@addrs', '10.44.32.11/24', '@@lines'] + window
+                         + ['@@cut', 'start=%d' % start, 'stop=%d' % stop, 'kept=%d' % len(window), '@@loss', '@@end'])
+    return out
+
+
+def run_action(host, facts, monkeypatch):
+    monkeypatch.setattr(action_mod, 'probe', lambda module: facts)
+    act = action_mod.ActionModule.__new__(action_mod.ActionModule)
+    return act.run_module(host)
+
+
+def test_action_stop_on_a_shared_ring_buffer(monkeypatch):
+    host = FakeHost(dict(action='stop', capture_id='abcdef123456', match=FLOW),
+                    kernel_stop_output('el7_dmesg_shared_ringbuffer.txt', 'fxmix'), read('el7_iptables_save.txt'))
+    res = run_action(host, EL7_FACTS, monkeypatch)
+    assert res['changed'] is True and res['source_used'] == 'kernel_log' and res['marker_found'] is True
+    assert res['stats']['foreign_lines'] > 0 and res['stats']['returned_packets'] == len(res['packets']) > 0
+    for p in res['packets']:
+        assert all(h.get('physin') in (None, 'vg-g7') for h in p['hops'])
+    syn = res['packets'][0]
+    assert [h['rule'] for h in syn['hops'] if h['table'] == 'filter' and h['chain'] == 'LIBVIRT_FWO'] == \
+        ['-A LIBVIRT_FWO -s 192.168.122.0/24 -i virbr0 -j ACCEPT']
+    masq = [h for h in syn['hops'] if 'MASQUERADE' in (h.get('rule') or '')]
+    assert masq and masq[0]['nat_rule'].startswith('source NAT')
+    replies = [p for p in res['packets'] if p['src'] == '10.44.32.217']
+    assert replies and any(n['field'] == 'dst' and n['after'] == '192.168.122.200' for n in replies[0]['nat'])
+    assert res['rules_snapshot']['ipv4'][0].startswith('# Generated by iptables-save')
+    assert host.commands == [['iptables-save']] and 'diagnosis' not in res and host.warnings == []
+
+
+def test_action_stop_xtables_monitor(monkeypatch):
+    def out(cid):
+        return '\n'.join(['@@state', 'id=' + cid, 'source=nfnetlink', 'tool=xtables-monitor', '@@ifaces', '@@addrs',
+                          '@@lines'] + lines('debian12_xtables_monitor.txt')
+                         + ['@@cut', 'start=1', 'stop=1', 'kept=77', 'alive=1', '@@loss', '@@end'])
+    host = FakeHost(dict(action='stop', capture_id='abcdef123456', match=FLOW), out, read('debian12_iptables_save.txt'))
+    res = run_action(host, DEB_FACTS, monkeypatch)
+    assert res['source_used'] == 'nfnetlink' and len(res['packets']) == 7
+    assert host.commands == [['iptables-nft-save']]
+    assert any('MASQUERADE' in (h.get('rule') or '') for h in res['packets'][0]['hops'])
+
+
+def test_action_nothing_captured_is_diagnosed(monkeypatch):
+    host = FakeHost(dict(action='stop', capture_id='abcdef123456', match=FLOW),
+                    kernel_stop_output('debian12_xtables_monitor.txt', 'none'), read('debian12_iptables_save.txt'))
+    res = run_action(host, DEB_FACTS, monkeypatch)
+    assert res['packets'] == [] and res['marker_found'] is False
+    assert 'use source=nfnetlink' in res['diagnosis'][0]
+    assert any(w.startswith('nothing was captured on el7-1; likely cause: the host\'s iptables uses the nf_tables')
+               for w in host.warnings)
+    assert any('start marker' in w for w in host.warnings)
+
+
+def test_action_oneshot_stops_and_reports_a_failed_probe(monkeypatch):
+    monkeypatch.setattr(action_mod.time, 'sleep', lambda s: None)
+    host = FakeHost(dict(duration=1, match=FLOW, probe=dict(command=['nc', '-z', '10.44.32.217', '3128'], netns='g1')),
+                    kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), read('el7_iptables_save.txt'), probe_rc=1)
+    res = run_action(host, EL7_FACTS, monkeypatch)
+    assert host.scripts == ['start', 'probe', 'stop']
+    assert res['changed'] is False and res['probe_result']['rc'] == 1 and res['packets']
+    assert any('exited with rc=1' in w for w in host.warnings)
+
+
+def test_action_check_mode_does_nothing(monkeypatch):
+    for action, changed in (('start', True), ('oneshot', False)):
+        host = FakeHost(dict(action=action), kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), check_mode=True)
+        res = run_action(host, DEB_FACTS, monkeypatch)
+        assert host.scripts == [] and host.commands == []
+        assert res['changed'] is changed and res['source_used'] == 'nfnetlink' and res['tool'] == 'xtables-monitor'
+        assert res['msg'].startswith('check mode: would start capturing from nfnetlink')
+
+
+@pytest.mark.parametrize('params,msg', [
+    (dict(action='stop', capture_id='X;reboot'), 'capture_id must be'),
+    (dict(match=dict(destination_port=['70000'])), 'bad port'),
+    (dict(match=dict(source_port='90:80')), 'bad port'),
+    (dict(match=dict(source='10.0.0.300')), 'not an IP address'),
+    (dict(match=dict(in_interface='a' * 16)), 'not an interface name'),
+    (dict(probe=dict(command=['true'], netns='x y')), 'not a network namespace'),
+    (dict(action='start', probe=dict(command=['true'])), 'only used with action=oneshot'),
+    (dict(duration=0), 'duration'),
+    (dict(syslog_file='var/log/messages'), 'absolute path'),
+])
+def test_action_bad_input(monkeypatch, params, msg):
+    host = FakeHost(params, None)
+    with pytest.raises(ModuleFailed, match=msg):
+        run_action(host, EL7_FACTS, monkeypatch)
+    assert host.scripts == []
