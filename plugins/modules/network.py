@@ -27,7 +27,7 @@ description:
     longer than 15 characters, subnet overlapping another running network or a host route,
     DHCP range or host outside the subnet, invalid MAC or address, unknown forward device.
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes

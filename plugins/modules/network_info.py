@@ -18,7 +18,7 @@ description:
     the bridge or the subnet, and rules of nft tables named C(libvirt*)).
   - C(networks[].model) is valid input to M(virtops.virtnet.network).
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes
