@@ -288,3 +288,18 @@ def test_legacy_syslog_file_reader_and_loss_warning(lab, run_module, traced, sys
     assert all(" kernel: TRACE: " in x for x in res["lines"] if "TRACE" in x)
     assert any("imjournal) lost 12 messages" in w for w in res.get("warnings", []))
     assert_seed_path(lab, host, res, traced[host]["ip"], legacy=True)
+
+
+def test_unbound_logger_is_diagnosed(lab, run_module, traced):
+    """el6-1 (no Python) with net.netfilter.nf_log.2 unbound: TRACE prints nothing, and we say why."""
+    host = "el6-1"
+    ok(run_module(host, "virtops.virtnet.nf_log", families=["ipv4"], state="absent"))
+    try:
+        start = ok(run_module(host, MODULE, action="start"))
+        assert connect(lab, GUESTS[host]).returncode == 0
+        time.sleep(0.3)
+        res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW))
+    finally:
+        ok(run_module(host, "virtops.virtnet.nf_log", families=["ipv4"]))
+    assert res["packets"] == [] and res["marker_found"] is True
+    assert res["diagnosis"][0].startswith("no kernel logger is bound to net.netfilter.nf_log.2"), res["diagnosis"]
