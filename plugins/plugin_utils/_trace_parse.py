@@ -1,0 +1,1114 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, virtops.virtnet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Netfilter trace parser (controller side).
+
+PRIVATE MODULE: this is not a public API of the collection. It may change at any time
+without notice. It serves the ``virtops.virtnet.nf_trace``/``nf_log_entries`` filters, the
+``nf_trace_report`` filter and the ``trace_capture`` action plugin.
+
+Input (auto-detected line by line, unrelated lines are ignored):
+
+* legacy kernel log lines ``TRACE: table:chain:type:rulenum IN=... OUT=... ...`` as printed
+  by ``dmesg`` (``[  123.456789] TRACE: ...``), ``dmesg -T`` (``[Thu Nov 26 20:56:35 2026]``),
+  syslog files (``Nov 26 20:56:35 host kernel: [..] TRACE: ...``) and ``journalctl -k``
+  (``short`` and ``short-iso``);
+* ``xtables-monitor --trace`` (``PACKET: 2 1a2b3c4d IN=...`` followed by
+  ``TRACE: 2 1a2b3c4d raw:PREROUTING:rule:0x3:CONTINUE  -4 -t raw -A ...``);
+* ``nft monitor trace`` (``trace id 1a2b3c4d ip raw prerouting packet: ...``,
+  ``... rule ... (verdict continue)``, ``... policy accept``, ``... verdict ...``).
+
+API (used by ``trace_capture`` and the filters):
+
+``iter_packets(lines, stats=None, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN)``
+    Generator: lines in (any iterable of str), packets out. A packet is yielded when it is
+    complete: when no further hop can join it, i.e. when ``window`` trace lines went by
+    without a hop for it, when the open-packet table exceeds ``max_open`` (oldest first),
+    when its nft trace id starts a new packet, or at the end of the input. Memory is bounded
+    by ``max_open`` open packets whatever the input size. ``stats`` (a dict, optional) is
+    filled in place: ``lines``, ``trace_lines``, ``malformed``, ``packets``, ``suppressed``
+    (kernel ``callbacks suppressed`` lines, i.e. lost log lines).
+
+``parse(text_or_lines, **kwargs) -> {'packets': [...], 'stats': {...}}``
+    Whole input at once; packets in order of first appearance. Never raises on any input.
+
+``parse_log_entries(lines) -> list of dict``
+    LOG-target lines (with or without ``--log-prefix``) to dicts: ``time``, ``prefix``,
+    ``in``, ``out``, ``src``, ``dst``, ``proto``, ``sport``, ``dport``, every other
+    ``KEY=VALUE`` field lower-cased (numbers as int), bare words in ``flags``, ``opt`` and the
+    ICMP error's inner packet in ``inner``.
+
+``annotate(packets, iptables_save_text, ip6tables_save_text=None) -> packets``
+    Resolves legacy ``(table, chain, rulenum)`` to the ``iptables-save`` rule line and policy
+    hops to the chain policy, sets each hop's ``verdict`` from the rule's target, and adds the
+    translation a NAT rule implies (MASQUERADE/SNAT/DNAT/REDIRECT) to the packet's ``nat``
+    list (``implied: true``). Recomputes ``verdict`` and ``summary``. Mutates and returns.
+
+Packet schema: ``id``, ``family`` (ipv4|ipv6), ``proto``, ``src``, ``dst``, ``sport``, ``dport``
+(as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft).
+Hop schema: ``table``, ``chain``, ``kind`` (rule|policy|return), ``rulenum``, ``handle``,
+``verdict``, ``rule``, ``in``, ``out``, ``physin``, ``physout``, ``src``, ``dst``, ``sport``,
+``dport``, ``ttl``, ``time``. NAT entry: ``hop`` (index), ``field``, ``before``, ``after``,
+``implied``.
+
+Grouping. Legacy lines carry no packet id: a packet starts at a hop in raw:PREROUTING or
+raw:OUTPUT; a later hop joins the most recent open packet of the same family, protocol and
+IP ID (IPv6: flow label) whose last hop comes before it in netfilter hook order (hook, then
+table priority, then rule position); addresses and ports may change on the way (NAT).
+nft formats group by trace id; an id seen again at PREROUTING/OUTPUT after later hooks, or
+in a chain the packet already went through, starts a new packet (the kernel reuses ids).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+DEFAULT_WINDOW = 2000
+DEFAULT_MAX_OPEN = 4096
+_SWEEP_EVERY = 256
+
+_KINDS = frozenset(("rule", "policy", "return"))
+_HOOK_OF = {
+    "PREROUTING": "PREROUTING", "INPUT": "INPUT", "FORWARD": "FORWARD",
+    "OUTPUT": "OUTPUT", "POSTROUTING": "POSTROUTING",
+}
+_NEXT_HOOKS = {
+    "PREROUTING": frozenset(("INPUT", "FORWARD")),
+    "INPUT": frozenset(),
+    "FORWARD": frozenset(("POSTROUTING",)),
+    "OUTPUT": frozenset(("POSTROUTING",)),
+    "POSTROUTING": frozenset(),
+}
+_HOOK_RANK = {"PREROUTING": 0, "OUTPUT": 0, "INPUT": 1, "FORWARD": 1, "POSTROUTING": 2}
+_TABLE_PRIO = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
+_START_TABLE = "raw"
+_FAMILIES = {"2": "ipv4", "10": "ipv6", "7": "bridge", "3": "arp", "1": "inet", "5": "netdev"}
+_PROTO_NAMES = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmpv6", "UDPLITE": "udplite",
+                "SCTP": "sctp", "IGMP": "igmp", "GRE": "gre", "ESP": "esp", "AH": "ah"}
+_TCP_FLAGS = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
+_TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return",
+             "QUEUE": "queue", "NFQUEUE": "queue", "MASQUERADE": "accept", "SNAT": "accept",
+             "DNAT": "accept", "REDIRECT": "accept", "NETMAP": "accept", "TPROXY": "accept",
+             "CT": "continue", "NOTRACK": "continue"}
+_NAT_FIELDS = ("src", "dst", "sport", "dport")
+_NAT_INDEX = ((4, "src"), (5, "dst"), (6, "sport"), (7, "dport"))
+
+# legacy body after "TRACE: table:chain:type:num " -- only the fixed-order head of the line.
+_LEGACY_RE = re.compile(
+    r"IN=(\S*) OUT=(\S*) (?:PHYSIN=(\S*) )?(?:PHYSOUT=(\S*) )?(?:MAC=\S* )?SRC=(\S+) DST=(\S+) LEN=\d+ "
+    r"(?:TOS=\S+ PREC=\S+ TTL=(\d+) ID=(\d+)|TC=\d+ HOPLIMIT=(\d+) FLOWLBL=(\d+))")
+_SYSLOG_RE = re.compile(
+    r"^\s*(?:<\d+>)?(?:(\w{3} [ \d]\d \d\d:\d\d:\d\d)|(\d{4}-\d\d-\d\dT[\d:.,]+(?:Z|[+-]\d\d:?\d\d)?))"
+    r" \S+ kernel: ")
+_NFT_FIELD_RE = re.compile(
+    r'\b(iif|oif|iifname|oifname) "([^"]*)"|\b(ip6?) (saddr|daddr|ttl|hoplimit|id|flowlabel|protocol|nexthdr) '
+    r'(\S+)|\b(tcp|udp|udplite|sctp|dccp|th) (sport|dport) (\d+)|\b(icmp|icmpv6) type')
+
+
+def _to_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _header_time(prefix):
+    """Timestamp text of a kernel log line from the part before the message."""
+    p = prefix.strip()
+    if not p:
+        return None
+    if p[0] == "[":
+        end = p.find("]")
+        return p[1:end].strip() if end > 0 else None
+    m = _SYSLOG_RE.match(prefix)
+    if m:
+        rest = prefix[m.end():].lstrip()
+        if rest.startswith("["):
+            end = rest.find("]")
+            if end > 0:
+                return rest[1:end].strip()
+        return m.group(1) or m.group(2)
+    lb = p.rfind("[")
+    rb = p.rfind("]")
+    if 0 <= lb < rb:
+        return p[lb + 1:rb].strip()
+    return None
+
+
+def _hook_of_nft(chain, fields):
+    """Netfilter hook of an nft chain: from its name when it says, else from iif/oif."""
+    low = chain.lower()
+    if "prerout" in low or low in ("pre", "prer", "dstnat"):
+        return "PREROUTING"
+    if "postrout" in low or low in ("post", "srcnat"):
+        return "POSTROUTING"
+    if "forward" in low or low in ("fwd", "fw"):
+        return "FORWARD"
+    if "input" in low or low == "in":
+        return "INPUT"
+    if "output" in low or low == "out":
+        return "OUTPUT"
+    if fields is None:
+        return None
+    if fields.get("in") and fields.get("out"):
+        return "FORWARD"
+    if fields.get("in"):
+        return "PREROUTING"
+    if fields.get("out"):
+        return "OUTPUT"
+    return None
+
+
+class _Packet(object):
+    """An open packet. Class attributes are the defaults: only what is set lands on the instance."""
+    id = source = family = proto = key = None
+    last_hook = last_table = last_prio = None
+    last_num = -1
+    seen = born = 0
+    chains = fields = ikey = aliases = labels = nat = None
+    done = False
+
+    def __init__(self, serial, pid, source, family, proto, key):
+        self.serial = serial
+        self.id = pid
+        self.source = source
+        self.family = family
+        self.proto = proto
+        self.key = key
+        self.hops = []
+
+
+def _legacy_accepts(pkt, hook, table, num):
+    """Could a legacy hop (hook None for user chains) follow the packet's last hop?"""
+    last = pkt.last_hook
+    if last is None:
+        return False
+    if hook is None:
+        return pkt.last_table == table
+    if hook == last:
+        prio = _table_prio(table, hook)
+        if prio != pkt.last_prio:
+            return prio > pkt.last_prio
+        return num > pkt.last_num
+    return hook in _NEXT_HOOKS[last]
+
+
+def _table_prio(table, hook):
+    if table == "nat" and hook in ("INPUT", "POSTROUTING"):
+        return 100
+    return _TABLE_PRIO.get(table, 0)
+
+
+def _hop_label(hop):
+    kind = hop.get("kind")
+    label = "%s:%s %s" % (hop.get("table"), hop.get("chain"), kind)
+    if kind == "rule":
+        if hop.get("rulenum") is not None:
+            label += " %s" % hop["rulenum"]
+        elif hop.get("handle") is not None:
+            label += " #%s" % hop["handle"]
+    verdict = hop.get("verdict")
+    if verdict and verdict != "continue" and not (kind == "return" and verdict == "return"):
+        label += " %s" % verdict
+    return label
+
+
+def _finish(pkt):
+    """Turn an open packet into its public dict: NAT changes, final verdict, summary."""
+    hops = pkt.hops
+    first = hops[0] if hops else {}
+    if pkt.nat is not None:
+        nat = pkt.nat
+    else:
+        nat = []
+        prev = first
+        for index in range(1, len(hops)):
+            hop = hops[index]
+            for field in _NAT_FIELDS:
+                before = prev.get(field)
+                after = hop.get(field)
+                if before != after and before is not None and after is not None:
+                    nat.append({"hop": index, "field": field, "before": before, "after": after,
+                                "implied": False})
+            prev = hop
+    verdict = None
+    for index, hop in enumerate(hops if pkt.source != "legacy" else ()):
+        if hop["rule"] is not None and hop["kind"] == "rule":
+            nat.extend(_implied_nat(index, hop))
+        v = hop["verdict"]
+        if v is not None:
+            if v in ("drop", "reject", "queue"):
+                verdict = v
+            elif v == "accept" and verdict not in ("drop", "reject", "queue"):
+                verdict = v
+    if pkt.labels is not None:
+        summary = " \u2192 ".join(pkt.labels)
+    else:
+        summary = " \u2192 ".join(_hop_label(h) for h in hops)
+    return {
+        "id": pkt.id,
+        "source": pkt.source,
+        "family": pkt.family,
+        "proto": pkt.proto,
+        "src": first.get("src"),
+        "dst": first.get("dst"),
+        "sport": first.get("sport"),
+        "dport": first.get("dport"),
+        "hops": hops,
+        "nat": nat,
+        "verdict": verdict,
+        "summary": summary,
+    }
+
+
+def _final_verdict(hops):
+    final = None
+    for hop in hops:
+        verdict = hop.get("verdict")
+        if verdict in ("drop", "reject", "queue"):
+            return verdict
+        if verdict == "accept":
+            final = verdict
+    return final
+
+
+_NAT_TARGET_RE = re.compile(
+    r"(?:-j (MASQUERADE|SNAT|DNAT|REDIRECT|NETMAP)\b(.*))|(?:\b(masquerade|snat|dnat|redirect)\b(.*))")
+
+
+def _implied_nat(index, hop):
+    """NAT entries a matched rule implies (iptables ``-j SNAT ...`` or nft ``snat to ...``)."""
+    m = _NAT_TARGET_RE.search(hop["rule"])
+    if not m:
+        return []
+    target = (m.group(1) or m.group(3) or "").upper()
+    args = (m.group(2) if m.group(1) else m.group(4)) or ""
+    words = args.split()
+    to = None
+    for i, word in enumerate(words):
+        if word in ("--to-source", "--to-destination", "--to-ports", "--to", "to") and i + 1 < len(words):
+            to = words[i + 1]
+            break
+    if target in ("MASQUERADE", "SNAT"):
+        field = "src"
+        after = to if target == "SNAT" and to else "%s%s" % (
+            "address of %s" % hop["out"] if hop.get("out") else "outgoing address",
+            " ports %s" % to if to else "")
+    elif target in ("DNAT", "REDIRECT"):
+        field = "dst"
+        if target == "REDIRECT":
+            after = "local address%s" % (" port %s" % to.lstrip(":") if to else "")
+        else:
+            after = to or "?"
+    else:
+        field = "src" if hop.get("chain", "").upper().startswith("POST") else "dst"
+        after = to or "?"
+    return [{"hop": index, "field": field, "before": hop.get(field), "after": after,
+             "implied": True, "target": target}]
+
+
+def _xt_fields(body):
+    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``)."""
+    f = {"in": None, "out": None, "physin": None, "physout": None, "src": None, "dst": None,
+         "sport": None, "dport": None, "ttl": None, "ipid": None, "proto": None}
+    tcp = False
+    for tok in body.split():
+        k, sep, v = tok.partition("=")
+        if not sep:
+            if tok in _TCP_FLAGS:
+                tcp = True
+            continue
+        if k == "IN":
+            f["in"] = v or None
+        elif k == "OUT":
+            f["out"] = v or None
+        elif k == "PHYSIN":
+            f["physin"] = v or None
+        elif k == "PHYSOUT":
+            f["physout"] = v or None
+        elif k == "SRC" and f["src"] is None:
+            f["src"] = v
+        elif k == "DST" and f["dst"] is None:
+            f["dst"] = v
+        elif k == "SPORT":
+            f["sport"] = _to_int(v)
+        elif k == "DPORT":
+            f["dport"] = _to_int(v)
+        elif k in ("TTL", "HOPLIMIT"):
+            f["ttl"] = _to_int(v)
+        elif k in ("ID", "FLOWLBL"):
+            f["ipid"] = v
+        elif k == "PROTO":
+            f["proto"] = v.lower()
+    if f["proto"] is None and f["sport"] is not None:
+        f["proto"] = "tcp" if tcp else "udp"
+    return f
+
+
+def _nft_fields(body):
+    """Fields of an ``nft monitor trace`` ``packet:`` line body."""
+    f = {"in": None, "out": None, "physin": None, "physout": None, "src": None, "dst": None,
+         "sport": None, "dport": None, "ttl": None, "ipid": None, "proto": None, "family": None}
+    for m in _NFT_FIELD_RE.finditer(body):
+        if m.group(1):
+            key = "in" if m.group(1).startswith("i") else "out"
+            if f[key] is None:
+                f[key] = m.group(2)
+        elif m.group(3):
+            fam, what, value = m.group(3), m.group(4), m.group(5)
+            if f["family"] is None:
+                f["family"] = "ipv6" if fam == "ip6" else "ipv4"
+            if what == "saddr":
+                f["src"] = value
+            elif what == "daddr":
+                f["dst"] = value
+            elif what in ("ttl", "hoplimit"):
+                f["ttl"] = _to_int(value)
+            elif what in ("id", "flowlabel"):
+                f["ipid"] = value
+            elif f["proto"] is None:
+                f["proto"] = value
+        elif m.group(6):
+            if f["proto"] is None and m.group(6) != "th":
+                f["proto"] = m.group(6)
+            f[m.group(7)] = _to_int(m.group(8))
+        elif m.group(9) and f["proto"] is None:
+            f["proto"] = m.group(9)
+    if f["proto"] == "ipv6-icmp":
+        f["proto"] = "icmpv6"
+    return f
+
+
+def _xt_rule_text(text):
+    """``-4 -t raw -A PREROUTING -p tcp ...`` -> ``-A PREROUTING -p tcp ...``."""
+    words = text.split()
+    i = 0
+    while i < len(words) and words[i] in ("-4", "-6"):
+        i += 1
+    if i + 1 < len(words) and words[i] == "-t":
+        i += 2
+    return " ".join(words[i:]) or None
+
+
+class _Parser(object):
+    """State of one parse: open packets, counters. ``feed`` yields completed packets."""
+
+    def __init__(self, stats=None, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN, with_serial=False):
+        self.with_serial = with_serial
+        self.stats = stats if stats is not None else {}
+        for key in ("lines", "trace_lines", "malformed", "packets", "suppressed"):
+            self.stats[key] = 0
+        self.window = max(1, int(window))
+        self.max_open = max(1, int(max_open))
+        self.queue = deque()    # open packets, oldest first (swept by last activity)
+        self.n_open = 0
+        self.by_key = {}        # legacy (family, proto, ipid) -> [packets]
+        self.by_id = {}         # nft/xtables trace id -> packet
+        self.serial = 0
+        self.tick = 0           # trace lines seen
+        self.done = []          # completed packets waiting to be yielded
+        self.legacy_n = 0
+        self.heads = {}         # legacy "table:chain:kind:num" -> parsed tuple
+        self.id_by_key = {}     # nft/xtables (family, proto, ip id) -> packet, to follow id changes
+        self.xt_pending = {}    # xtables trace id -> (family, fields of the last PACKET line, fresh)
+
+    # ---------------------------------------------------------------- packet table
+    def _new(self, pid, source, family, proto, key):
+        self.serial += 1
+        pkt = _Packet(self.serial, pid, source, family, proto, key)
+        pkt.seen = pkt.born = self.tick
+        self.queue.append(pkt)
+        self.n_open += 1
+        if self.n_open > self.max_open:
+            queue = self.queue
+            while queue:
+                old = queue.popleft()
+                if not old.done:
+                    self._close(old)
+                    break
+        return pkt
+
+    def _touch(self, pkt):
+        pkt.seen = self.tick
+
+    def _close(self, pkt):
+        if pkt.done:
+            return
+        pkt.done = True
+        self.n_open -= 1
+        if pkt.key is not None:
+            lst = self.by_key.get(pkt.key)
+            if lst is not None:
+                try:
+                    lst.remove(pkt)
+                except ValueError:
+                    pass
+                if not lst:
+                    del self.by_key[pkt.key]
+        else:
+            for pid in [pkt.id] + (pkt.aliases or []):
+                if self.by_id.get(pid) is pkt:
+                    del self.by_id[pid]
+            if pkt.ikey is not None and self.id_by_key.get(pkt.ikey) is pkt:
+                del self.id_by_key[pkt.ikey]
+        if pkt.hops:
+            self.stats["packets"] += 1
+            self.done.append(pkt)
+
+    def _sweep(self):
+        cutoff = self.tick - self.window
+        queue = self.queue
+        while queue:
+            pkt = queue[0]
+            if pkt.born > cutoff:
+                break           # this one and all behind it are younger than the window
+            queue.popleft()
+            if pkt.done:
+                continue
+            if pkt.seen > cutoff:
+                queue.append(pkt)   # old but still active: look at it again later
+            else:
+                self._close(pkt)
+
+    def flush(self):
+        queue = self.queue
+        while queue:
+            pkt = queue.popleft()
+            if not pkt.done:
+                self._close(pkt)
+
+    # ---------------------------------------------------------------- line kinds
+    def _legacy_head(self, head):
+        """``raw:PREROUTING:policy:5`` -> (table, chain, kind, rulenum, hook, prio, label) or None."""
+        parts = head.split(":")
+        if len(parts) != 4:
+            if len(parts) < 4:
+                return None
+            parts = [parts[0], ":".join(parts[1:-2]), parts[-2], parts[-1]]
+        table, chain, kind, num = parts
+        if kind not in _KINDS or not num.isdigit() or not table or not chain:
+            return None
+        rulenum = int(num)
+        hook = _HOOK_OF.get(chain)
+        prio = _table_prio(table, hook) if hook else None
+        label = "%s:%s %s" % (table, chain, kind)
+        if kind == "rule":
+            label += " %d" % rulenum
+        info = (table, chain, kind, rulenum, hook, prio, label,
+                {"table": table, "chain": chain, "kind": kind, "rulenum": rulenum})
+        if len(self.heads) > 4096:
+            self.heads.clear()
+        self.heads[head] = info
+        return info
+
+    def _legacy(self, line, at, cache):
+        sp = line.find(" ", at + 7)
+        if sp < 0:
+            return False
+        head = line[at + 7:sp]
+        info = self.heads.get(head)
+        if info is None:
+            info = self._legacy_head(head)
+            if info is None:
+                return False
+        rest = line[sp + 1:]
+        if rest == cache[0]:
+            f = cache[1]
+        else:
+            m = _LEGACY_RE.match(rest)
+            if m is None:
+                return False
+            g = m.groups()
+            if g[6] is not None:
+                family, ttl, ipid = "ipv4", int(g[6]), g[7]
+            else:
+                family, ttl, ipid = "ipv6", int(g[8]), g[9]
+            proto = sport = dport = None
+            p = rest.find(" PROTO=", m.end() - 1)
+            if p >= 0:
+                p += 7
+                e = rest.find(" ", p)
+                proto = rest[p:e] if e >= 0 else rest[p:]
+                proto = _PROTO_NAMES.get(proto) or proto.lower()
+                if e >= 0 and rest.startswith(" SPT=", e):
+                    e2 = rest.find(" DPT=", e + 5)
+                    if e2 > 0:
+                        sport = _to_int(rest[e + 5:e2])
+                        e3 = rest.find(" ", e2 + 5)
+                        dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+            f = (g[0] or None, g[1] or None, g[2] or None, g[3] or None, g[4], g[5], sport, dport,
+                 ttl, (family, proto, ipid),
+                 {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None,
+                  "verdict": None, "rule": None, "in": g[0] or None, "out": g[1] or None,
+                  "physin": g[2] or None, "physout": g[3] or None, "src": g[4], "dst": g[5],
+                  "sport": sport, "dport": dport, "ttl": ttl, "time": None})
+            cache[0] = rest
+            cache[1] = f
+        if line[0] == "[":
+            end = line.find("]")
+            time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
+        else:
+            time = _header_time(line[:at])
+        table, chain, kind, rulenum, hook, prio, label, hdict = info
+        key = f[9]
+        pkt = None
+        cands = self.by_key.get(key)
+        if cands:
+            for i in range(len(cands) - 1, -1, -1):
+                c = cands[i]
+                last = c.last_hook
+                if hook is None:
+                    ok = c.last_table == table
+                elif hook == last:
+                    ok = prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num)
+                else:
+                    ok = last is not None and hook in _NEXT_HOOKS[last]
+                if ok:
+                    pkt = c
+                    break
+        if pkt is None:
+            self.legacy_n += 1
+            pkt = self._new("legacy-%d" % self.legacy_n, "legacy", key[0], key[1], key)
+            pkt.labels = []
+            pkt.nat = []
+            if cands is None:
+                self.by_key[key] = [pkt]
+            else:
+                cands.append(pkt)
+        else:
+            last_f = pkt.fields
+            if last_f is not f and last_f is not None:
+                index = len(pkt.hops)
+                for i, field in _NAT_INDEX:
+                    if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
+                        pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
+                                        "after": f[i], "implied": False})
+        pkt.fields = f
+        hop = f[10].copy()
+        hop.update(hdict)
+        hop["time"] = time
+        pkt.hops.append(hop)
+        pkt.labels.append(label)
+        if hook is not None:
+            pkt.last_hook = hook
+            pkt.last_prio = prio
+            pkt.last_num = rulenum
+        pkt.last_table = table
+        pkt.seen = self.tick
+        return True
+
+    def _id_packet(self, pid, source, family, hook, chain_key, fields):
+        """Open packet for an nft/xtables trace id, or a new one when the id was reused."""
+        pkt = self.by_id.get(pid)
+        if pkt is not None and hook is not None:
+            last = pkt.last_hook
+            reused = False
+            if chain_key is not None and pkt.chains is not None and chain_key in pkt.chains:
+                reused = True
+            elif last is not None and _HOOK_RANK.get(hook, 0) < _HOOK_RANK.get(last, 0):
+                reused = True
+            elif last is not None and hook != last and hook not in _NEXT_HOOKS.get(last, ()):
+                reused = True
+            if reused:
+                self._close(pkt)
+                pkt = None
+        ikey = None
+        if fields and fields.get("ipid") is not None:
+            ikey = (family, fields.get("proto"), fields["ipid"])
+        if pkt is None and ikey is not None and hook not in (None, "PREROUTING", "OUTPUT"):
+            # the kernel may give a packet a new trace id on the way (e.g. IPv6 forwarding
+            # reallocates the skb): join the open packet with the same IP ID / flow label
+            cand = self.id_by_key.get(ikey)
+            if cand is not None and not cand.done and cand.last_hook is not None and (
+                    hook in _NEXT_HOOKS.get(cand.last_hook, ())):
+                self.by_id[pid] = cand
+                if cand.aliases is None:
+                    cand.aliases = []
+                cand.aliases.append(pid)
+                return cand
+        if pkt is None:
+            proto = fields.get("proto") if fields else None
+            pkt = self._new(pid, source, family, proto, None)
+            pkt.chains = set()
+            self.by_id[pid] = pkt
+            if ikey is not None:
+                pkt.ikey = ikey
+                self.id_by_key[ikey] = pkt
+        return pkt
+
+    def _xt_packet(self, line, at):
+        body = line[at + 8:].split(" ", 2)
+        if len(body) < 3 or not body[0].isdigit() or not _is_hex(body[1]):
+            return False
+        # printed once each time the packet enters a base chain; its TRACE lines follow
+        pending = self.xt_pending
+        pending[body[1]] = (_FAMILIES.get(body[0], body[0]), _xt_fields(body[2]), True)
+        if len(pending) > self.max_open:
+            del pending[next(iter(pending))]
+        return True
+
+    def _xt_trace(self, line, at):
+        words = line[at + 7:].split(" ", 3)
+        if len(words) < 3 or not _is_hex(words[1]):
+            return False
+        fam, pid, head = words[0], words[1], words[2]
+        rule_text = words[3].strip() if len(words) > 3 else ""
+        parts = head.split(":")
+        if len(parts) < 4:
+            return False
+        table, chain, kind = parts[0], parts[1], parts[2]
+        if kind not in _KINDS or not table or not chain:
+            return False
+        handle = None
+        if kind == "rule":
+            if len(parts) < 5:
+                return False
+            num = parts[3]
+            if num.startswith("0x") and _is_hex(num[2:]):
+                handle = int(num, 16)
+            else:
+                handle = _to_int(num)
+            verdict = parts[4].lower() or None
+        elif kind == "policy":
+            verdict = parts[3].lower() or None
+        else:
+            verdict = "return"
+        pending = self.xt_pending.get(pid)
+        if pending is not None:
+            family, fields, fresh = pending
+        else:
+            family, fields, fresh = _FAMILIES.get(fam, fam), None, False
+        pkt = self.by_id.get(pid)
+        hook = _HOOK_OF.get(chain)
+        if hook is None and pkt is not None:
+            hook = pkt.last_hook
+        if fresh or pkt is None:
+            chain_key = (table, chain)
+            pkt = self._id_packet(pid, "xtables", family, hook, chain_key, fields)
+            pkt.chains.add(chain_key)
+            if pending is not None:
+                self.xt_pending[pid] = (family, fields, False)
+        if pkt.proto is None:
+            pkt.proto = (fields or {}).get("proto") or _proto_from_rule(rule_text)
+        f = fields or {}
+        hop = {"table": table, "chain": chain, "kind": kind, "rulenum": None, "handle": handle,
+               "verdict": verdict, "rule": _xt_rule_text(rule_text) if rule_text else None,
+               "in": f.get("in"), "out": f.get("out"), "physin": f.get("physin"),
+               "physout": f.get("physout"), "src": f.get("src"), "dst": f.get("dst"),
+               "sport": f.get("sport"), "dport": f.get("dport"), "ttl": f.get("ttl"), "time": None}
+        pkt.hops.append(hop)
+        if hook is not None:
+            pkt.last_hook = hook
+        pkt.last_table = table
+        self._touch(pkt)
+        if verdict in ("drop", "reject"):
+            self._close(pkt)
+        return True
+
+    def _nft(self, line, at):
+        body = line[at + 9:]
+        words = body.split(" ", 5)
+        if len(words) < 5:
+            return False
+        pid, fam, table, chain, what = words[0], words[1], words[2], words[3], words[4]
+        tail = words[5] if len(words) > 5 else ""
+        if not _is_hex(pid):
+            return False
+        pkt = self.by_id.get(pid)
+        if what == "packet:":
+            fields = _nft_fields(tail)
+            family = fields.get("family") or {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam)
+            hook = _hook_of_nft(chain, fields)
+            chain_key = (fam, table, chain)
+            pkt = self._id_packet(pid, "nft", family, hook, chain_key, fields)
+            if pkt.proto is None:
+                pkt.proto = fields.get("proto")
+            if pkt.family in ("inet", "bridge", "netdev") and fields.get("family"):
+                pkt.family = fields["family"]
+            pkt.chains.add(chain_key)
+            pkt.fields = fields
+            if hook is not None:
+                pkt.last_hook = hook
+            self._touch(pkt)
+            return True
+        if what == "rule":
+            kind = "rule"
+            text = tail
+            verdict = None
+            vi = text.rfind(" (verdict ")
+            if vi >= 0 and text.endswith(")"):
+                verdict = text[vi + 10:-1].strip() or None
+                text = text[:vi]
+            handle = None
+            hi = text.rfind("# handle ")
+            if hi >= 0:
+                handle = _to_int(text[hi + 9:].split()[0]) if text[hi + 9:].split() else None
+                text = text[:hi].rstrip()
+        elif what in ("policy", "verdict"):
+            text = None
+            handle = None
+            verdict = tail.strip() or None
+            kind = "policy" if what == "policy" else ("return" if verdict in ("continue", "return") else "rule")
+        else:
+            return False
+        if pkt is None:
+            hook = _hook_of_nft(chain, None)
+            pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
+                                  (fam, table, chain), None)
+            pkt.chains.add((fam, table, chain))
+            if hook is not None:
+                pkt.last_hook = hook
+        if pkt.proto is None and text:
+            pkt.proto = _proto_from_rule(text)
+        f = pkt.fields or {}
+        hop = {"table": table, "chain": chain, "kind": kind, "rulenum": None, "handle": handle,
+               "verdict": verdict, "rule": text or None, "in": f.get("in"), "out": f.get("out"),
+               "physin": f.get("physin"), "physout": f.get("physout"), "src": f.get("src"),
+               "dst": f.get("dst"), "sport": f.get("sport"), "dport": f.get("dport"),
+               "ttl": f.get("ttl"), "time": None}
+        pkt.hops.append(hop)
+        pkt.last_table = table
+        self._touch(pkt)
+        if verdict in ("drop", "reject"):
+            self._close(pkt)
+        return True
+
+    # ---------------------------------------------------------------- driver
+    def run(self, lines):
+        stats = self.stats
+        cache = [None, None]
+        n = trace = bad = suppressed = 0
+        done = self.done
+        legacy = self._legacy
+        sweep_at = _SWEEP_EVERY
+        try:
+            for line in lines:
+                n += 1
+                try:
+                    at = line.find("TRACE: ")
+                except (AttributeError, TypeError):
+                    if isinstance(line, (bytes, bytearray)):
+                        line = bytes(line).decode("utf-8", "replace")
+                        at = line.find("TRACE: ")
+                    else:
+                        bad += 1
+                        continue
+                if at < 0:
+                    at = line.find("trace id ")
+                    if at >= 0:
+                        trace += 1
+                        self.tick += 1
+                        if not self._nft_safe(line, at):
+                            bad += 1
+                    else:
+                        at = line.find("PACKET: ")
+                        if at >= 0:
+                            trace += 1
+                            if not self._safe(self._xt_packet, line, at):
+                                bad += 1
+                        elif "callbacks suppressed" in line:
+                            suppressed += 1
+                        continue
+                else:
+                    trace += 1
+                    self.tick += 1
+                    c = line[at + 7:at + 8]
+                    try:
+                        if c.isdigit():
+                            ok = self._xt_trace(line, at)
+                        else:
+                            ok = legacy(line, at, cache)
+                    except Exception:  # never raise on input: count the line as malformed
+                        ok = False
+                        cache[0] = None
+                    if not ok:
+                        bad += 1
+                if self.tick >= sweep_at:
+                    sweep_at = self.tick + _SWEEP_EVERY
+                    self._sweep()
+                if done:
+                    stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
+                    stats["suppressed"] = suppressed
+                    while done:
+                        yield self._emit(done.pop(0))
+            self.flush()
+        finally:
+            stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
+            stats["suppressed"] = suppressed
+        done.sort(key=lambda p: p.serial)
+        while done:
+            yield self._emit(done.pop(0))
+
+    def _emit(self, pkt):
+        packet = _finish(pkt)
+        return (pkt.serial, packet) if self.with_serial else packet
+
+    def _safe(self, fn, line, at):
+        try:
+            return fn(line, at)
+        except Exception:
+            return False
+
+    def _nft_safe(self, line, at):
+        try:
+            return self._nft(line, at)
+        except Exception:
+            return False
+
+
+def _is_hex(text):
+    if not text or len(text) > 16:
+        return False
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+_PROTO_RULE_RE = re.compile(r"(?:-p |l4proto |ip protocol |nexthdr )(?:\{ )?(tcp|udp|icmp|ipv6-icmp|icmpv6|sctp)\b")
+
+
+def _proto_from_rule(text):
+    if not text:
+        return None
+    m = _PROTO_RULE_RE.search(text)
+    if not m:
+        return None
+    return "icmpv6" if m.group(1) == "ipv6-icmp" else m.group(1)
+
+
+def _iter_input(text_or_lines):
+    if text_or_lines is None:
+        return iter(())
+    if isinstance(text_or_lines, bytes):
+        text_or_lines = text_or_lines.decode("utf-8", "replace")
+    if isinstance(text_or_lines, str):
+        return iter(text_or_lines.splitlines())
+    return iter(text_or_lines)
+
+
+def iter_packets(lines, stats=None, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
+    """Yield completed packets from an iterable of lines (or a text); see module docstring."""
+    parser = _Parser(stats=stats, window=window, max_open=max_open)
+    try:
+        source = _iter_input(lines)
+    except TypeError:
+        source = iter(())
+    return parser.run(source)
+
+
+def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
+    """Parse trace text (str, bytes or iterable of lines) -> ``{'packets': [...], 'stats': {...}}``.
+
+    Packets are in order of first appearance. Never raises on any input.
+    """
+    stats = {}
+    parser = _Parser(stats=stats, window=window, max_open=max_open, with_serial=True)
+    try:
+        source = _iter_input(text_or_lines)
+    except TypeError:
+        source = iter(())
+    packets = sorted(parser.run(source), key=lambda item: item[0])
+    return {"packets": [p for _serial, p in packets], "stats": stats}
+
+
+# ------------------------------------------------------------------------------ LOG target lines
+def _log_value(value):
+    if value.isdigit():
+        return int(value)
+    return value
+
+
+def _log_fields(text, entry):
+    flags = []
+    words = text.split(" ")
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if not word:
+            continue
+        if word == "OPT" and i < len(words) and words[i].startswith("("):
+            opt = words[i]
+            i += 1
+            while not opt.endswith(")") and i < len(words):
+                opt += " " + words[i]
+                i += 1
+            entry["opt"] = opt.strip("()")
+            continue
+        key, sep, value = word.partition("=")
+        if sep and key:
+            key = key.lower()
+            if key == "spt":
+                key = "sport"
+            elif key == "dpt":
+                key = "dport"
+            if key == "proto":
+                entry[key] = _PROTO_NAMES.get(value) or value.lower()
+            elif key in entry and key in ("id", "len"):
+                entry[key + "2"] = _log_value(value)
+            else:
+                entry[key] = _log_value(value)
+        elif word.startswith("FRAG:"):
+            entry["frag"] = _log_value(word[5:])
+        else:
+            flags.append(word)
+    entry["flags"] = flags
+
+
+def parse_log_entries(lines):
+    """LOG-target kernel lines -> list of dicts (see module docstring). Never raises."""
+    entries = []
+    try:
+        source = _iter_input(lines)
+    except TypeError:
+        return entries
+    for line in source:
+        try:
+            if not isinstance(line, str):
+                continue
+            at = line.find("IN=")
+            if at < 0 or " OUT=" not in line or "TRACE: " in line:
+                continue
+            if at > 0 and line[at - 1] not in " ]:":
+                continue
+            head = line[:at]
+            time = _header_time(head)
+            prefix = head
+            m = _SYSLOG_RE.match(prefix)
+            if m:
+                prefix = prefix[m.end():]
+            prefix = prefix.strip()
+            if prefix.startswith("["):
+                end = prefix.find("]")
+                prefix = prefix[end + 1:].strip() if end >= 0 else prefix
+            body = line[at:].rstrip()
+            inner = None
+            lb = body.find(" [SRC=")
+            if lb < 0:
+                lb = body.find(" [MAC=")
+            if lb >= 0:
+                rb = body.rfind("]")
+                inner_text = body[lb + 2:rb if rb > lb else len(body)]
+                body = body[:lb] + (body[rb + 1:] if rb > lb else "")
+                inner = {}
+                _log_fields(inner_text, inner)
+            entry = {"time": time, "prefix": prefix or None}
+            _log_fields(body, entry)
+            for key in ("in", "out", "physin", "physout", "mac"):
+                if key in entry and entry[key] == "":
+                    entry[key] = None
+            entry.setdefault("proto", None)
+            entry.setdefault("sport", None)
+            entry.setdefault("dport", None)
+            if inner is not None:
+                entry["inner"] = inner
+            entries.append(entry)
+        except Exception:
+            continue
+    return entries
+
+
+# ------------------------------------------------------------------------------ iptables-save
+def parse_iptables_save(text):
+    """``iptables-save`` text -> ``{table: {'policies': {chain: policy}, 'rules': {chain: [line]}}}``."""
+    tables = {}
+    current = None
+    if not isinstance(text, str):
+        return tables
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), {"policies": {}, "rules": {}})
+        elif current is None:
+            continue
+        elif line.startswith(":"):
+            words = line[1:].split()
+            if words:
+                current["policies"][words[0]] = words[1] if len(words) > 1 else "-"
+                current["rules"].setdefault(words[0], [])
+        elif line.startswith("-A "):
+            words = line.split(None, 2)
+            if len(words) >= 2:
+                current["rules"].setdefault(words[1], []).append(line)
+        elif line == "COMMIT":
+            current = None
+    return tables
+
+
+def _rule_verdict(rule):
+    words = rule.split()
+    for flag in ("-j", "-g"):
+        if flag in words:
+            i = words.index(flag)
+            if i + 1 < len(words):
+                target = words[i + 1]
+                if target in _TERMINAL:
+                    return _TERMINAL[target]
+                if target.isupper() or target in ("LOG", "MARK", "CONNMARK", "TRACE", "CHECKSUM", "TCPMSS",
+                                                  "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "NFLOG", "ULOG",
+                                                  "SET", "AUDIT", "CONNSECMARK", "SECMARK"):
+                    return "continue"
+                return ("jump " if flag == "-j" else "goto ") + target
+    return "continue"
+
+
+def annotate(packets, iptables_save_text, ip6tables_save_text=None):
+    """Attach rule text and verdicts from ``iptables-save`` snapshots; see module docstring."""
+    saves = {"ipv4": parse_iptables_save(iptables_save_text or ""),
+             "ipv6": parse_iptables_save(ip6tables_save_text or "")}
+    if not isinstance(packets, list):
+        return packets
+    for pkt in packets:
+        if not isinstance(pkt, dict) or not isinstance(pkt.get("hops"), list):
+            continue
+        tables = saves.get(pkt.get("family")) or {}
+        if not tables and pkt.get("family") == "ipv6":
+            tables = saves["ipv4"] if ip6tables_save_text is None else {}
+        changed = False
+        for hop in pkt["hops"]:
+            if not isinstance(hop, dict):
+                continue
+            table = tables.get(hop.get("table"))
+            if table is None:
+                continue
+            chain = hop.get("chain")
+            kind = hop.get("kind")
+            if kind == "policy":
+                policy = table["policies"].get(chain)
+                if policy and policy != "-":
+                    hop["rule"] = hop.get("rule") or "-P %s %s" % (chain, policy)
+                    hop["verdict"] = hop.get("verdict") or policy.lower()
+                    changed = True
+            elif kind == "rule" and isinstance(hop.get("rulenum"), int):
+                rules = table["rules"].get(chain) or []
+                if 1 <= hop["rulenum"] <= len(rules):
+                    rule = rules[hop["rulenum"] - 1]
+                    if not hop.get("rule"):
+                        hop["rule"] = rule
+                    if not hop.get("verdict"):
+                        hop["verdict"] = _rule_verdict(rule)
+                    changed = True
+            elif kind == "return" and not hop.get("verdict"):
+                hop["verdict"] = "return"
+                changed = True
+        if changed:
+            refreshed = _refresh(pkt)
+            pkt.update(refreshed)
+    return packets
+
+
+def _refresh(pkt):
+    hops = pkt["hops"]
+    nat = [n for n in pkt.get("nat") or [] if isinstance(n, dict) and not n.get("implied")]
+    for index, hop in enumerate(hops):
+        if hop.get("kind") == "rule" and hop.get("rule"):
+            nat.extend(_implied_nat(index, hop))
+    nat.sort(key=lambda n: (n["hop"], bool(n.get("implied"))))
+    return {"nat": nat, "verdict": _final_verdict(hops),
+            "summary": " \u2192 ".join(_hop_label(h) for h in hops)}
