@@ -45,10 +45,10 @@ def lab():
         the_lab.down()
 
 
-def run_on(lab, module, args, check=False, diff=False):
+def run_on(lab, module, args, check=False, diff=False, play_vars=None):
     """Like the conftest's module runner, but our modules have an option called ``name``."""
     task = {'name': 'run_module', module: args, 'register': 'r'}
-    play = [{'hosts': HOST, 'gather_facts': False, 'tasks': [task]}]
+    play = [{'hosts': HOST, 'gather_facts': False, 'tasks': [task], 'vars': play_vars or {}}]
     out = playbook(lab, json.dumps(play, indent=1) + '\n', check=check, diff=diff)
     res = out['results'].get('run_module', {}).get(HOST)
     if res is None:
@@ -385,6 +385,21 @@ def test_bad_change_to_existing_network_changes_nothing(lab, run):
 def test_wrong_uri_is_a_clear_error(run):
     res = run(name='x', uri='qemu+unix:///system?socket=/nonexistent/sock')
     assert res['failed'] and 'not reachable' in res['msg'], res
+    res = run(name='x', uri='nosuchdriver:///system')
+    assert res['failed'] and 'URI' in res['msg'], res
+
+
+def test_missing_libvirt_python_is_a_clear_error(lab):
+    """A Python without libvirt-python: the host's python3 with -S (no site/dist-packages)."""
+    wrapper = '/var/lib/libvirt/python3-nosite'  # the host's private /var/lib/libvirt
+    lab.exec(HOST, ['sh', '-c', 'printf "#!/bin/sh\\nexec /usr/bin/python3 -S \\"\\$@\\"\\n" > %s && chmod +x %s'
+                    % (wrapper, wrapper)])
+    assert lab.exec(HOST, [wrapper, '-c', 'import libvirt'], check=False).returncode != 0
+    before = net_state(lab)
+    for module in (NET, INFO):
+        res = run_on(lab, module, {'name': 'x'}, play_vars={'ansible_python_interpreter': wrapper})
+        assert res['failed'] and 'libvirt-python' in res['msg'] and 'python3-libvirt' in res['msg'], res
+    assert net_state(lab) == before
 
 
 # ------------------------------------------------------------------------------------------

@@ -514,13 +514,13 @@ def model_from_params(params):
         if key in params and params[key] is not None:
             m[key] = copy.deepcopy(params[key])
     m['forward'] = m.get('forward') or 'nat'
-    return _strip_nones(m)
+    return dict((k, _strip_nones(v)) for k, v in m.items())
 
 
 def _strip_nones(value):
     """Remove None values from nested dicts (module suboptions fill every key with None)."""
     if isinstance(value, dict):
-        return dict((k, _strip_nones(v)) for k, v in value.items() if v is not None or k in MODEL_KEYS)
+        return dict((k, _strip_nones(v)) for k, v in value.items() if v is not None)
     if isinstance(value, list):
         return [_strip_nones(v) for v in value]
     return value
