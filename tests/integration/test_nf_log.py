@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""nf_log on lab hosts: the right module and logger per persona, bindings, persistent files, absent.
+
+Run: VIRTLAB_NAME=nf .venv/bin/python -m pytest -q tests/integration/test_nf_log.py
+"""
+import pytest
+
+MOD = "virtops.virtnet.nf_log"
+EXPECT = {
+    # host: (module for ipv4, logger ipv4, logger ipv6, modules file, sysctl file)
+    "debian12-1": ("nf_log_syslog", "nf_log_ipv4", "nf_log_ipv6",
+                   "/etc/modules-load.d/virtnet.conf", "/etc/sysctl.d/90-virtnet.conf"),
+    "el7-1": ("nf_log_ipv4", "nf_log_ipv4", "nf_log_ipv6",
+              "/etc/modules-load.d/virtnet.conf", "/etc/sysctl.d/90-virtnet.conf"),
+    "el6-1": ("ipt_LOG", "ipt_LOG", "ip6t_LOG", "/etc/sysconfig/modules/virtnet.modules", "/etc/sysctl.conf"),
+}
+
+
+def ok(res):
+    assert not res["failed"], res
+    return res
+
+
+def sysctl(lab, host, pf):
+    return lab.exec(host, ["sysctl", "-n", "net.netfilter.nf_log.%d" % pf]).stdout.strip()
+
+
+def read(lab, host, path):
+    r = lab.exec(host, ["cat", path], check=False)
+    return r.stdout if r.returncode == 0 else None
+
+
+@pytest.mark.parametrize("host", sorted(EXPECT))
+def test_binds_the_right_logger_and_persists(lab, run_module, host):
+    module, log4, log6, modfile, sysfile = EXPECT[host]
+    # start unbound and without our files, as on a fresh host
+    ok(run_module(host, MOD, families=["ipv4", "ipv6"], state="absent", force=True))
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=NONE"])
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.10=NONE"])
+    sysconf_before = read(lab, host, "/etc/sysctl.conf")
+
+    res = ok(run_module(host, MOD, families=["ipv4", "ipv6"], check=True, diff=True))
+    assert res["changed"] and sysctl(lab, host, 2) == "NONE"          # check mode: nothing applied
+
+    res = ok(run_module(host, MOD, families=["ipv4", "ipv6"], diff=True))
+    assert res["changed"]
+    assert res["chosen"]["ipv4"]["module"] == module and res["chosen"]["ipv4"]["logger"] == log4
+    assert res["chosen"]["ipv6"]["logger"] == log6
+    assert res["chosen"]["ipv4"]["why"]
+    assert sysctl(lab, host, 2) == log4 and sysctl(lab, host, 10) == log6
+    assert res["families"]["ipv4"]["before"] == "NONE" and res["families"]["ipv4"]["after"] == log4
+    assert ok(run_module(host, MOD, families=["ipv4", "ipv6"]))["changed"] is False
+
+    res = ok(run_module(host, MOD, families=["ipv4", "ipv6"], persistent=True, diff=True))
+    assert res["changed"] and sorted(res["files"]) == sorted([modfile, sysfile])
+    mods = read(lab, host, modfile)
+    assert module in mods
+    assert "net.netfilter.nf_log.2 = %s" % log4 in read(lab, host, sysfile)
+    if host.startswith("el6"):
+        assert mods.startswith("#!/bin/sh")
+        assert read(lab, host, sysfile).startswith(sysconf_before or "")
+    assert ok(run_module(host, MOD, families=["ipv4", "ipv6"], persistent=True))["changed"] is False
+
+    res = ok(run_module(host, MOD, families=["ipv4", "ipv6"], state="absent", diff=True))
+    assert res["changed"]
+    assert sysctl(lab, host, 2) == "NONE" and sysctl(lab, host, 10) == "NONE"
+    assert read(lab, host, modfile) is None
+    if host.startswith("el6"):
+        assert read(lab, host, sysfile) == sysconf_before
+    else:
+        assert read(lab, host, sysfile) is None
+    assert ok(run_module(host, MOD, families=["ipv4", "ipv6"], state="absent"))["changed"] is False
+    # leave the host bound, as the other tests expect
+    ok(run_module(host, MOD, families=["ipv4", "ipv6"]))
+
+
+def test_netns_is_reported_on_a_modern_kernel(lab, run_module):
+    res = ok(run_module("debian12-1", MOD, families=["ipv4"], all_netns=True))
+    assert res["netns"]["in_netns"] is True and res["netns"]["needed"] is True
+    assert any("nf_log_all_netns" in w for w in res.get("warnings", []))
+
+
+def test_binding_held_by_another_logger(lab, run_module):
+    host = "debian12-1"
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=nfnetlink_log"])
+    try:
+        res = run_module(host, MOD, families=["ipv4"])
+        assert res["failed"] and "nfnetlink_log" in res["msg"] and "force" in res["msg"]
+        assert sysctl(lab, host, 2) == "nfnetlink_log"
+        res = ok(run_module(host, MOD, families=["ipv4"], force=True))
+        assert res["changed"] and sysctl(lab, host, 2) == "nf_log_ipv4"
+    finally:
+        lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=nf_log_ipv4"])
+
+
+def test_arp_on_el6_is_a_clear_error(lab, run_module):
+    res = run_module("el6-1", MOD, families=["arp"])
+    assert res["failed"] and "arp" in res["msg"] and "2.6.32" in res["msg"]
+
+
+def test_module_that_cannot_be_loaded_names_module_and_kernel(lab, run_module):
+    """el7: pretend nf_log_ipv6 is not registered by hiding it from the persona's modprobe."""
+    host = "el7-1"
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.7=NONE"])
+    lab.exec(host, ["sh", "-c", "cp /usr/sbin/modprobe /tmp/modprobe.orig && "
+                                "sed -i 's/ nf_log_bridge / /' /usr/sbin/modprobe"])
+    try:
+        res = run_module(host, MOD, families=["bridge"])
+        if res["failed"]:
+            assert "nf_log_bridge" in res["msg"] and "3.10.0-1160.el7" in res["msg"]
+        else:   # the logger is registered on this kernel: no modprobe needed, and it says so
+            assert "no modprobe" in res["chosen"]["bridge"]["why"]
+    finally:
+        lab.exec(host, ["sh", "-c", "cp /tmp/modprobe.orig /usr/sbin/modprobe"])
