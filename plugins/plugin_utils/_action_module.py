@@ -134,7 +134,10 @@ class HostModule:
         sudoable = True if become is None else bool(become)
         self.commands.append(cmd)
         res = self._action._low_level_execute_command(cmd, sudoable=sudoable)
-        return CommandResult(res.get('rc', 0), res.get('stdout', ''), res.get('stderr', ''), cmd)
+        # ssh runs sudoable commands with a pty (-tt): its line endings are CRLF; give parsers plain LF
+        stdout = res.get('stdout', '').replace('\r\n', '\n')
+        stderr = res.get('stderr', '').replace('\r\n', '\n')
+        return CommandResult(res.get('rc', 0), stdout, stderr, cmd)
 
     def _check(self, result, check_rc, ok_rcs, what):
         if check_rc and result.rc not in ok_rcs:
