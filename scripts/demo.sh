@@ -6,6 +6,7 @@
 #   3. a guest namespace on virbr0
 #   4. the trace role: nf_log + expiring TRACE rules, capture while the guest connects, report, rules removed
 #   5. each packet's path explained; the HTML report's path printed
+# DEMO_ARGS: more ansible-playbook arguments (e.g. -v).
 # KEEP=1 keeps the lab up afterwards (take it down with: python3 tests/lab/virtlab.py --lab demo down).
 # DEMO_PERSONA=el7 (default: legacy iptables, TRACE lines in dmesg as in the seed) or debian12 (nftables, xtables-monitor).
 set -euo pipefail
@@ -48,11 +49,14 @@ python3 tests/lab/virtlab.py --lab "$LAB" up --hosts 1 --persona "$PERSONA"
 
 step "2/4 ansible: nat_network, a guest on virbr0, the trace role (nf_log, expiring TRACE rules, capture, cleanup)"
 ansible-playbook -i "/run/virtnet-$LAB/inventory.yml" playbooks/demo.yml \
-  -e demo_lab="$LAB" -e demo_report_dir="$REPORT_DIR"
+  -e demo_lab="$LAB" -e demo_report_dir="$REPORT_DIR" -e demo_quiet=true ${DEMO_ARGS:-}
 
-step "3/4 no TRACE rule of ours is left on the host"
-python3 tests/lab/virtlab.py --lab "$LAB" exec "$PERSONA-1" -- sh -c 'iptables-save -t raw | grep -c "virtnet:" || true'
+step "3/4 the path of the guest's connection, explained"
+cat "$REPORT_DIR"/explain-*.txt
+
+left=$(python3 tests/lab/virtlab.py --lab "$LAB" exec "$PERSONA-1" -- sh -c 'iptables-save -t raw | grep -c "virtnet:" || true')
+echo "TRACE rules of ours left on the host after the run: $left"
 
 step "4/4 report"
-for f in "$REPORT_DIR"/trace-*.html; do [ -e "$f" ] && echo "HTML report: $f"; done
+for f in "$REPORT_DIR"/trace-*.html; do if [ -e "$f" ]; then echo "HTML report: $f"; fi; done
 step "done in $(( $(date +%s) - T0 ))s"
