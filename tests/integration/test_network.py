@@ -432,3 +432,74 @@ def test_network_info_leases(lab, run):
     assert isinstance(info['networks'][0]['leases'], list)
     res = run(module=INFO, name='nosuchnet')
     assert res['failed'] and 'not found' in res['msg']
+
+
+def test_dual_stack_every_live_section(lab, run):
+    """IPv4+IPv6, DHCPv6 host, routes, domain, DNS forwarders/TXT/SRV/hosts, portgroups, mtu:
+    created idempotently; then every live-updatable section changes at once without restart."""
+    name = 'dualstack'
+    args = dict(name=name, bridge={'name': 'vbn-v6'}, mtu=1450,
+                domain={'name': 'lab.example', 'local_only': True},
+                ips=[ipnet(190), {'address': 'fd00:190::1', 'prefix': 64,
+                                  'ranges': [{'start': 'fd00:190::100', 'end': 'fd00:190::1ff'}],
+                                  'hosts': [{'name': 'h6', 'ip': 'fd00:190::10'}]}],
+                routes=[{'address': 'fd00:191::', 'prefix': 64, 'gateway': 'fd00:190::2'},
+                        {'address': '10.191.0.0', 'netmask': '255.255.0.0', 'gateway': '192.168.190.2'}],
+                dns={'forwarders': [{'addr': '192.0.2.53'}], 'txt': [{'name': 't', 'value': 'v'}],
+                     'srv': [{'service': 'ldap', 'protocol': 'tcp', 'port': 389, 'target': 'h6'}],
+                     'hosts': [{'ip': '192.168.190.7', 'hostnames': ['seven']}]},
+                portgroups=[{'name': 'pg', 'default': True, 'bandwidth': {'inbound': {'average': 1000}}}])
+    try:
+        res = run(**args)
+        assert not res['failed'] and res['changed'], res
+        assert run(**args)['changed'] is False
+        index = ifindex(lab, 'vbn-v6')
+        new = json.loads(json.dumps(args))
+        new['ips'][0]['hosts'] = [{'mac': '52:54:00:19:00:01', 'ip': '192.168.190.9'}]
+        new['ips'][1]['hosts'] = [{'name': 'h6', 'ip': 'fd00:190::11'}]
+        new['ips'][1]['ranges'].append({'start': 'fd00:190::300', 'end': 'fd00:190::3ff'})
+        new['dns']['txt'] = [{'name': 't', 'value': 'w'}]
+        new['dns']['srv'][0]['port'] = 636
+        new['dns']['hosts'].append({'ip': 'fd00:190::7', 'hostnames': ['seven']})
+        new['portgroups'] = [{'name': 'pg', 'default': True, 'bandwidth': {'inbound': {'average': 2000}}},
+                             {'name': 'pg2'}]
+        res = run(**new)
+        assert not res['failed'], res
+        assert set(c['how'] for c in res['changes']) == {'live-update'}, res['changes']
+        sections = set(u['section'] for u in res['live_updates'])
+        assert sections == {'ip-dhcp-host', 'ip-dhcp-range', 'dns-txt', 'dns-srv', 'dns-host', 'portgroup'}
+        assert ifindex(lab, 'vbn-v6') == index
+        for flag in ([], ['--inactive']):
+            xml = virsh(lab, *(['net-dumpxml'] + flag + [name]))
+            for needle in ("ip='fd00:190::11'", "ip='192.168.190.9'", "value='w'", "port='636'",
+                           "<portgroup name='pg2'", "average='2000'", "start='fd00:190::300'"):
+                assert needle in xml, (flag, needle, xml)
+        assert run(**new)['changed'] is False
+    finally:
+        remove(run, name)
+
+
+def test_host_bridge_with_openvswitch_virtualport_defined(lab, run):
+    """Open vSwitch is not installed in the lab: the network is defined (active=false),
+    idempotent, and its virtualport/portgroups round-trip through network_info."""
+    name = 'ovsnet'
+    args = dict(name=name, forward='bridge', bridge={'name': 'ovsbr0'}, active=False,
+                virtualport={'type': 'openvswitch'},
+                portgroups=[{'name': 'vlan10', 'default': True, 'vlan': {'tags': [{'id': 10}]}},
+                            {'name': 'trunk', 'vlan': {'trunk': True, 'tags': [{'id': 20}, {'id': 30}]}}])
+    try:
+        res = run(**args)
+        assert not res['failed'] and res['changed'], res
+        assert res['active'] is False
+        assert "<virtualport type='openvswitch'/>" in virsh(lab, 'net-dumpxml', '--inactive', name)
+        assert run(**args)['changed'] is False
+        model = run(module=INFO, name=name)['networks'][0]['model']
+        assert model['virtualport'] == {'type': 'openvswitch'}
+        assert run(**dict(model, active=False))['changed'] is False
+        # starting it needs the host bridge: refused before anything changes
+        before = net_state(lab)
+        res = run(**dict(args, active=True))
+        assert res['failed'] and 'host bridge ovsbr0 does not exist' in res['msg']
+        assert net_state(lab) == before
+    finally:
+        remove(run, name)

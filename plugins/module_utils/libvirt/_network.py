@@ -352,8 +352,14 @@ def to_element(model):
     for ip in m.get('ips') or []:
         _ip_to(root, ip)
     for rt in m.get('routes') or []:
-        sub(root, 'route', [('family', rt.get('family')), ('address', rt.get('address')),
-                            ('prefix', rt.get('prefix')), ('gateway', rt.get('gateway')),
+        rfam = rt.get('family')
+        if rfam is None and family_of(rt.get('address')) == 'ipv6':
+            rfam = 'ipv6'
+        rprefix = rt.get('prefix')
+        if rprefix is None and rt.get('netmask'):
+            rprefix = netmask_to_prefix(rt['netmask'])
+        sub(root, 'route', [('family', rfam), ('address', rt.get('address')),
+                            ('prefix', rprefix), ('gateway', rt.get('gateway')),
                             ('metric', rt.get('metric'))])
     for pg in m.get('portgroups') or []:
         portgroup_to(root, pg)
@@ -394,6 +400,8 @@ def dhcp_range_element(rng):
 
 def _ip_to(root, ip):
     fam = ip.get('family')
+    if fam is None and family_of(ip.get('address')) == 'ipv6':
+        fam = 'ipv6'  # libvirt needs the family for non-IPv4 addresses
     attrs = [('family', fam), ('address', ip.get('address'))]
     prefix = ip.get('prefix')
     if prefix is None and ip.get('netmask'):
