@@ -227,3 +227,14 @@ def test_public_model_is_valid_params():
     m = N.public_model(N.from_xml(LIVE_XML))
     again = N.model_from_params(m)
     assert N.canonical(again) == N.canonical(m)
+
+
+def test_ipv6_family_is_rendered():
+    m = N.model_from_params({'name': 'v6', 'ips': [{'address': 'fd00::1', 'prefix': 64}],
+                             'routes': [{'address': 'fd00:1::', 'prefix': 64, 'gateway': 'fd00::2'},
+                                        {'address': '10.1.0.0', 'netmask': '255.255.0.0', 'gateway': '10.0.0.2'}]})
+    root = parse_xml(N.to_xml(m))
+    assert root.find('ip').get('family') == 'ipv6'
+    routes = root.findall('route')
+    assert routes[0].get('family') == 'ipv6' and routes[1].get('prefix') == '16'
+    assert N.canonical(N.from_xml(N.to_xml(m))) == N.canonical(m)
