@@ -442,6 +442,9 @@ notes:
     a restart. With O(restart=if_needed) the module records the bridge's ports and the running
     guests' taps on it, restarts the network and puts back any port libvirt did not reattach
     (RV(restart)).
+  - libvirt itself does not put the guests' taps back on the bridge when a network is
+    destroyed and started again (verified with libvirt 9.0 on Debian 12, where the new bridge starts
+    with no ports), hence the re-attachment with C(ip link set DEV master BRIDGE).
   - The output of M(virtops.virtnet.network_info) for a network (C(networks[].model)) is valid
     input to this module.
   - O(forward_dev) and O(forward_interfaces) must exist on the host when O(active=true); with
