@@ -68,6 +68,7 @@ class ActionModule(ActionModuleBase):
         monitor=dict(type='str', default='auto', choices=['auto', 'xtables-monitor', 'nft']),
         backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
         duration=dict(type='float', default=5.0),
+        lifetime=dict(type='int', default=3600),
         probe=dict(type='dict', options=PROBE_SPEC),
         match=dict(type='dict', options=MATCH_SPEC),
         host_filter=dict(type='bool', default=True),
@@ -91,6 +92,8 @@ class ActionModule(ActionModuleBase):
                                  'the two tasks)')
         if not 0 < p['duration'] <= 3600:
             module.fail_json(msg='duration must be more than 0 and at most 3600 seconds')
+        if not 10 <= p['lifetime'] <= 7 * 86400:
+            module.fail_json(msg='lifetime must be between 10 seconds and 7 days')
         if not 1 <= p['max_lines'] <= 1000000:
             module.fail_json(msg='max_lines must be between 1 and 1000000')
         if p['syslog_file'] is not None and not p['syslog_file'].startswith('/'):
@@ -182,8 +185,13 @@ class ActionModule(ActionModuleBase):
 
     def _start(self, module, plan):
         cid = cap.new_capture_id()
-        res = module.run_script(cap.START_SCRIPT, args=[cid, plan['source'], plan['tool'], plan['file'] or 'auto'],
-                                what='Starting the capture')
+        p = module.params
+        if p['action'] == 'oneshot':
+            lifetime = int(p['duration']) + (p['probe']['timeout'] if p['probe'] else 0) + 120
+        else:
+            lifetime = p['lifetime']
+        res = module.run_script(cap.START_SCRIPT, args=[cid, plan['source'], plan['tool'], plan['file'] or 'auto',
+                                                        lifetime], what='Starting the capture')
         state = cap.parse_state(cap.parse_sections(res.stdout).get('state', []))
         if state.get('id') != cid:
             module.fail_json(msg='the capture did not start: unexpected output', stdout=res.stdout, stderr=res.stderr)

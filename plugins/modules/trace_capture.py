@@ -82,6 +82,14 @@ options:
         start; the capture lasts at least until the probe returns.
     type: float
     default: 5.0
+  lifetime:
+    description:
+      - With O(action=start) and O(source=nfnetlink), the background monitor ends by itself after this many seconds
+        (10 to 604800) if O(action=stop) never comes, for example because the controller went away (needs
+        C(timeout) on the host). With O(action=oneshot) the lifetime is O(duration) plus the probe's timeout plus two
+        minutes.
+    type: int
+    default: 3600
   probe:
     description:
       - With O(action=oneshot), a command run while capturing, to make the traffic to trace.

@@ -75,9 +75,10 @@ class CaptureError(Exception):
 
 # ---------------------------------------------------------------------------------------- remote
 # Constant text.  $1 capture id (validated), $2 source, $3 tool (dmesg|journalctl|syslog|
-# xtables-monitor|nft), $4 syslog file or 'auto'.  Prints @@state then the state file.
+# xtables-monitor|nft), $4 syslog file or 'auto', $5 lifetime of a background monitor in
+# seconds.  Prints @@state then the state file.
 START_SCRIPT = r'''
-id=$1; src=$2; tool=$3; file=$4
+id=$1; src=$2; tool=$3; file=$4; life=$5
 d=/run; { [ -d "$d" ] && [ -w "$d" ]; } || d=/tmp
 st="$d/virtnet-capture-$id.state"
 for x in /run /tmp; do
@@ -94,6 +95,8 @@ if [ "$src" = nfnetlink ]; then
   command -v "$mon" >/dev/null 2>&1 || { echo "$mon not found on the host" >&2; exit 4; }
   # line-buffered output: the monitor is stopped with SIGTERM, which does not flush stdio
   command -v stdbuf >/dev/null 2>&1 && set -- stdbuf -oL "$@"
+  # a monitor whose stop never comes (controller gone) ends by itself
+  command -v timeout >/dev/null 2>&1 && set -- timeout "$life" "$@"
   log="/tmp/virtnet-capture-$id.log"; pidf="$d/virtnet-capture-$id.pid"
   rm -f "$log" "$pidf"; : > "$log" || exit 4
   w='echo $$ > "$1"; shift; exec "$@"'

@@ -303,3 +303,15 @@ def test_unbound_logger_is_diagnosed(lab, run_module, traced):
         ok(run_module(host, "virtops.virtnet.nf_log", families=["ipv4"]))
     assert res["packets"] == [] and res["marker_found"] is True
     assert res["diagnosis"][0].startswith("no kernel logger is bound to net.netfilter.nf_log.2"), res["diagnosis"]
+
+
+def test_monitor_ends_by_itself_after_its_lifetime(lab, run_module, traced):
+    """A monitor whose stop never comes does not run forever."""
+    host = "debian12-1"
+    start = ok(run_module(host, MODULE, action="start", lifetime=10))
+    pid = start["state"]["pid"]
+    assert lab.exec(host, ["kill", "-0", pid], check=False).returncode == 0
+    time.sleep(11)
+    assert lab.exec(host, ["kill", "-0", pid], check=False).returncode != 0
+    res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"]))
+    assert any("had exited before the capture was stopped" in w for w in res.get("warnings", []))

@@ -548,6 +548,7 @@ def test_action_check_mode_does_nothing(monkeypatch):
     (dict(probe=dict(command=['true'], netns='x y')), 'not a network namespace'),
     (dict(action='start', probe=dict(command=['true'])), 'only used with action=oneshot'),
     (dict(duration=0), 'duration'),
+    (dict(action='start', lifetime=5), 'lifetime'),
     (dict(syslog_file='var/log/messages'), 'absolute path'),
 ])
 def test_action_bad_input(monkeypatch, params, msg):
