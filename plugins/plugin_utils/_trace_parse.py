@@ -782,7 +782,8 @@ class _Parser(object):
         n = trace = bad = suppressed = 0
         done = self.done
         legacy = self._legacy
-        sweep_at = _SWEEP_EVERY
+        every = min(_SWEEP_EVERY, self.window)
+        sweep_at = every
         try:
             for line in lines:
                 n += 1
@@ -826,7 +827,7 @@ class _Parser(object):
                     if not ok:
                         bad += 1
                 if self.tick >= sweep_at:
-                    sweep_at = self.tick + _SWEEP_EVERY
+                    sweep_at = self.tick + every
                     self._sweep()
                 if done:
                     stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
@@ -982,6 +983,8 @@ def parse_log_entries(lines):
             if m:
                 prefix = prefix[m.end():]
             prefix = prefix.strip()
+            if prefix.startswith("kernel:"):
+                prefix = prefix[7:].strip()
             if prefix.startswith("["):
                 end = prefix.find("]")
                 prefix = prefix[end + 1:].strip() if end >= 0 else prefix
@@ -1068,8 +1071,9 @@ def annotate(packets, iptables_save_text, ip6tables_save_text=None):
         if not isinstance(pkt, dict) or not isinstance(pkt.get("hops"), list):
             continue
         tables = saves.get(pkt.get("family")) or {}
-        if not tables and pkt.get("family") == "ipv6":
-            tables = saves["ipv4"] if ip6tables_save_text is None else {}
+        if pkt.get("source") not in (None, "legacy"):
+            # xtables-monitor and nft give the rule text themselves; rule numbers are not theirs
+            tables = {name: {"policies": t["policies"], "rules": {}} for name, t in tables.items()}
         changed = False
         for hop in pkt["hops"]:
             if not isinstance(hop, dict):
