@@ -297,8 +297,6 @@ def _svg(packet, index):
     for points in flows:
         out.append('<polyline points="%s" fill="none" stroke="#9aa5b1" stroke-width="1.6" marker-end="url(#%sg)"/>'
                    % (" ".join("%.0f,%.0f" % p for p in points), mid))
-    out.append('<text x="4" y="%.0f" font-size="11" fill="#52606d" transform="rotate(-90 4 %.0f)" '
-               'text-anchor="middle">in</text>' % (ry, ry))
     out.append('<text x="%d" y="%.0f" font-size="11" fill="#52606d">out</text>'
                % (width - 30, gcenter("POSTROUTING", "r")[1] - 6))
     # routing decision diamond and local process

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of the trace report renderer (text, self-contained HTML with an SVG hook diagram)."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "fixtures", "trace")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as fh:
+        return fh.read()
+
+
+@pytest.fixture(scope="module")
+def seed_packets(shared_dir):
+    text = "\n".join(open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(shared_dir, "seed", "*.txt"))))
+    packets = tp.parse(text)["packets"]
+    if not packets:
+        pytest.skip("no seed TRACE lines in ../shared/seed")
+    save = "\n".join([
+        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+        "-A FORWARD -d 192.168.122.0/24 -o virbr0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -s 192.168.122.0/24 -i virbr0 -j ACCEPT", "COMMIT",
+        "*nat", ":PREROUTING ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]",
+        "-A POSTROUTING -s 192.168.122.0/24 -d 224.0.0.0/24 -j RETURN",
+        "-A POSTROUTING -s 192.168.122.0/24 -d 255.255.255.255/32 -j RETURN",
+        "-A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE", "COMMIT", ""])
+    return tp.annotate(packets, save)
+
+
+def test_text_report(seed_packets):
+    text = rep.render_text(seed_packets)
+    lines = text.splitlines()
+    assert lines[0].startswith("Packet 1 (id legacy-1): ipv4 tcp 192.168.122.17:42954 \u2192 10.44.32.217:3128")
+    header = lines[1].split()
+    assert header[:3] == ["#", "table:chain", "kind"]
+    rows = [line for line in lines if re.match(r"\s+\d\s", line)]
+    assert [r.split()[1] for r in rows] == ["raw:PREROUTING", "mangle:PREROUTING", "nat:PREROUTING", "mangle:FORWARD",
+                                            "filter:FORWARD", "mangle:POSTROUTING", "nat:POSTROUTING"]
+    assert "-A FORWARD -s 192.168.122.0/24 -i virbr0 -j ACCEPT [accept]" in rows[4]
+    assert "virbr0/bond0" in rows[4]
+    assert "MASQUERADE: src 192.168.122.17 \u2192 address of bond0" in rows[6]
+    assert lines[-1].startswith("  path: raw:PREROUTING policy \u2192 mangle:PREROUTING policy \u2192 nat:PREROUTING policy accept")
+    assert rep.render_text([]) == "No traced packets.\n"
+
+
+def test_html_is_self_contained_and_escaped(seed_packets):
+    evil = tp.parse(["[ 1.0] TRACE: raw:<script>alert(1)</script>:policy:1 IN=a&b OUT= SRC=1.2.3.4 DST=5.6.7.8 "
+                     "LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=2"])["packets"]
+    evil[0]["hops"][0]["rule"] = '-A X -m comment --comment "</text></svg><img src=x onerror=alert(2)>"'
+    page = rep.render_html(seed_packets + evil, title="<b>title</b>")
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page and "<img" not in page and "onerror=alert" not in page.replace("onerror=alert(2)&gt;", "")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;title&lt;/b&gt;" in page
+    assert "a&amp;b" in page
+    # no external resources: no links, imports, remote urls (the SVG namespace is not a fetch)
+    assert not re.search(r"<link|@import|<[^>]*\s(src|href)=|url\((?!#)", page)
+    assert page.count("<svg") == 2 and page.count("<section") == 2
+    # seed section: the path visits the boxes in order, the matched rules and the MASQUERADE are marked
+    section = page.split("<section")[1]
+    assert "rule 2" in section and "rule 3" in section and "MASQUERADE" in section
+    path = re.search(r'<polyline points="([^"]+)" fill="none" stroke="#d9480f"', section)
+    assert path and len(path.group(1).split()) == 7
+
+
+def test_render_dispatch(seed_packets):
+    assert rep.render(seed_packets, fmt="text") == rep.render_text(seed_packets)
+    assert rep.render(seed_packets, fmt="html", title="t").startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError):
+        rep.render(seed_packets, fmt="pdf")
+    assert "No traced packets" in rep.render_html("not a list")
+
+
+def test_all_fixtures_render():
+    for name in ("legacy_dmesg.txt", "xtables_monitor_trace.txt", "nft_monitor_trace.txt"):
+        packets = tp.parse(fixture(name))["packets"]
+        assert rep.render_text(packets).count("Packet ") == len(packets)
+        assert rep.render_html(packets).count("<svg") == len(packets)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                    reason="headless Chromium check needs /usr/bin/chromium (Debian package chromium, `make apt`)")
+def test_html_in_headless_chromium(seed_packets, tmp_path):
+    nat_flow = tp.parse(fixture("legacy_dmesg.txt"))["packets"][:2]
+    tp.annotate(nat_flow, fixture("legacy_iptables_save.txt"))
+    html = tmp_path / "trace.html"
+    html.write_text(rep.render_html(seed_packets + nat_flow, title="seed: guest to 10.44.32.217:3128"),
+                    encoding="utf-8")
+    png = tmp_path / "trace.png"
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--screenshot=%s" % png, "--window-size=1400,1000", "file://%s" % html],
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=dict(os.environ, HOME=str(tmp_path)))
+    assert png.exists(), proc.stderr[-2000:]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 30000            # a blank 1400x1000 page is a few kB
+    keep = os.environ.get("NF_TRACE_SCREENSHOT")
+    if keep:
+        shutil.copy(str(png), keep)
