@@ -94,6 +94,9 @@ _TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "
              "CT": "continue", "NOTRACK": "continue"}
 _NAT_FIELDS = ("src", "dst", "sport", "dport")
 _NAT_INDEX = ((4, "src"), (5, "dst"), (6, "sport"), (7, "dport"))
+_EMPTY_HOP = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
+              "rule": None, "in": None, "out": None, "physin": None, "physout": None, "src": None, "dst": None,
+              "sport": None, "dport": None, "ttl": None, "time": None}
 
 # legacy body after "TRACE: table:chain:type:num " -- only the fixed-order head of the line.
 _LEGACY_RE = re.compile(
@@ -278,19 +281,38 @@ _NAT_TARGET_RE = re.compile(
     r"(?:-j (MASQUERADE|SNAT|DNAT|REDIRECT|NETMAP)\b(.*))|(?:\b(masquerade|snat|dnat|redirect)\b(.*))")
 
 
+_NAT_RULES = {}
+
+
+def _nat_rule(rule):
+    """(target, to) of a NAT rule text, or None; cached."""
+    try:
+        return _NAT_RULES[rule]
+    except KeyError:
+        pass
+    m = _NAT_TARGET_RE.search(rule)
+    value = None
+    if m:
+        target = (m.group(1) or m.group(3) or "").upper()
+        words = ((m.group(2) if m.group(1) else m.group(4)) or "").split()
+        to = None
+        for i, word in enumerate(words):
+            if word in ("--to-source", "--to-destination", "--to-ports", "--to", "to") and i + 1 < len(words):
+                to = words[i + 1]
+                break
+        value = (target, to)
+    if len(_NAT_RULES) > 4096:
+        _NAT_RULES.clear()
+    _NAT_RULES[rule] = value
+    return value
+
+
 def _implied_nat(index, hop):
     """NAT entries a matched rule implies (iptables ``-j SNAT ...`` or nft ``snat to ...``)."""
-    m = _NAT_TARGET_RE.search(hop["rule"])
-    if not m:
+    found = _nat_rule(hop["rule"])
+    if found is None:
         return []
-    target = (m.group(1) or m.group(3) or "").upper()
-    args = (m.group(2) if m.group(1) else m.group(4)) or ""
-    words = args.split()
-    to = None
-    for i, word in enumerate(words):
-        if word in ("--to-source", "--to-destination", "--to-ports", "--to", "to") and i + 1 < len(words):
-            to = words[i + 1]
-            break
+    target, to = found
     if target in ("MASQUERADE", "SNAT"):
         field = "src"
         after = to if target == "SNAT" and to else "%s%s" % (
@@ -309,7 +331,7 @@ def _implied_nat(index, hop):
              "implied": True, "target": target}]
 
 
-def _xt_fields(body):
+def _xt_fields_slow(body):
     """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``)."""
     f = {"in": None, "out": None, "physin": None, "physout": None, "src": None, "dst": None,
          "sport": None, "dport": None, "ttl": None, "ipid": None, "proto": None}
@@ -344,7 +366,55 @@ def _xt_fields(body):
             f["proto"] = v.lower()
     if f["proto"] is None and f["sport"] is not None:
         f["proto"] = "tcp" if tcp else "udp"
+    return _xt_template(f)
+
+
+def _xt_template(f):
+    f["_hop"] = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
+                 "rule": None, "in": f["in"], "out": f["out"], "physin": f["physin"], "physout": f["physout"],
+                 "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"], "ttl": f["ttl"],
+                 "time": None}
     return f
+
+
+_XT_RE = re.compile(
+    r"(?:IN=(\S*) )?(?:OUT=(\S*) )?(?:PHYSIN=(\S*) )?(?:PHYSOUT=(\S*) )?(?:MAC\S* )*SRC=(\S+) DST=(\S+) LEN=\d+ "
+    r"(?:TOS=\S+ TTL=(\d+) ID=(\d+)|TC=\S+ HOPLIMIT=(\d+) FLOWLBL=(\d+))")
+_XT_TCP = (" SYN", " ACK", " FIN", " RST", " PSH", " URG")
+
+
+def _xt_fields(body):
+    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``)."""
+    m = _XT_RE.match(body)
+    if m is None:
+        return _xt_fields_slow(body)
+    g = m.groups()
+    f = {"in": g[0] or None, "out": g[1] or None, "physin": g[2] or None, "physout": g[3] or None,
+         "src": g[4], "dst": g[5], "sport": None, "dport": None, "proto": None}
+    if g[6] is not None:
+        f["ttl"], f["ipid"] = int(g[6]), g[7]
+    else:
+        f["ttl"], f["ipid"] = int(g[8]), g[9]
+    end = m.end()
+    i = body.find(" SPORT=", end - 1)
+    if i >= 0:
+        j = body.find(" DPORT=", i)
+        if j > 0:
+            f["sport"] = _to_int(body[i + 7:j])
+            k = body.find(" ", j + 7)
+            f["dport"] = _to_int(body[j + 7:k] if k >= 0 else body[j + 7:])
+            tail = body[j:]
+            f["proto"] = "udp"
+            for flag in _XT_TCP:
+                if flag in tail:
+                    f["proto"] = "tcp"
+                    break
+    else:
+        i = body.find(" PROTO=", end - 1)
+        if i >= 0:
+            k = body.find(" ", i + 7)
+            f["proto"] = (body[i + 7:k] if k >= 0 else body[i + 7:]).lower() or None
+    return _xt_template(f)
 
 
 def _nft_fields(body):
@@ -412,6 +482,7 @@ class _Parser(object):
         self.legacy_n = 0
         self.heads = {}         # legacy "table:chain:kind:num" -> parsed tuple
         self.id_by_key = {}     # nft/xtables (family, proto, ip id) -> packet, to follow id changes
+        self.xt_body = [None, None]
         self.xt_pending = {}    # xtables trace id -> (family, fields of the last PACKET line, fresh)
 
     # ---------------------------------------------------------------- packet table
@@ -639,32 +710,41 @@ class _Parser(object):
         return pkt
 
     def _xt_packet(self, line, at):
-        body = line[at + 8:].split(" ", 2)
-        if len(body) < 3 or not body[0].isdigit() or not _is_hex(body[1]):
+        sp1 = line.find(" ", at + 8)
+        sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+        if sp2 < 0:
             return False
+        fam = line[at + 8:sp1]
+        pid = line[sp1 + 1:sp2]
+        if not fam.isdigit() or not _is_hex(pid):
+            return False
+        body = line[sp2 + 1:]
+        cache = self.xt_body
+        if body == cache[0]:
+            fields = cache[1]
+        else:
+            fields = _xt_fields(body)
+            cache[0] = body
+            cache[1] = fields
         # printed once each time the packet enters a base chain; its TRACE lines follow
         pending = self.xt_pending
-        pending[body[1]] = (_FAMILIES.get(body[0], body[0]), _xt_fields(body[2]), True)
+        pending[pid] = (_FAMILIES.get(fam, fam), fields, True)
         if len(pending) > self.max_open:
             del pending[next(iter(pending))]
         return True
 
-    def _xt_trace(self, line, at):
-        words = line[at + 7:].split(" ", 3)
-        if len(words) < 3 or not _is_hex(words[1]):
-            return False
-        fam, pid, head = words[0], words[1], words[2]
-        rule_text = words[3].strip() if len(words) > 3 else ""
+    def _xt_head(self, head, rule_text):
+        """``raw:PREROUTING:rule:0x3:CONTINUE`` (+ rule text) -> cached hop parts, or None."""
         parts = head.split(":")
         if len(parts) < 4:
-            return False
+            return None
         table, chain, kind = parts[0], parts[1], parts[2]
         if kind not in _KINDS or not table or not chain:
-            return False
+            return None
         handle = None
         if kind == "rule":
             if len(parts) < 5:
-                return False
+                return None
             num = parts[3]
             if num.startswith("0x") and _is_hex(num[2:]):
                 handle = int(num, 16)
@@ -675,35 +755,59 @@ class _Parser(object):
             verdict = parts[3].lower() or None
         else:
             verdict = "return"
+        rule = _xt_rule_text(rule_text) if rule_text else None
+        hdict = {"table": table, "chain": chain, "kind": kind, "handle": handle, "verdict": verdict, "rule": rule}
+        label = _hop_label(hdict)
+        info = (table, chain, kind, verdict, _HOOK_OF.get(chain), label, hdict, _proto_from_rule(rule_text))
+        if len(self.heads) > 4096:
+            self.heads.clear()
+        self.heads[(head, rule_text)] = info
+        return info
+
+    def _xt_trace(self, line, at):
+        words = line[at + 7:].split(" ", 3)
+        if len(words) < 3:
+            return False
+        fam, pid, head = words[0], words[1], words[2]
+        rule_text = words[3].strip() if len(words) > 3 else ""
+        info = self.heads.get((head, rule_text))
+        if info is None:
+            if not _is_hex(pid):
+                return False
+            info = self._xt_head(head, rule_text)
+            if info is None:
+                return False
+        elif pid not in self.by_id and not _is_hex(pid):
+            return False
+        table, chain, kind, verdict, hook, label, hdict, rule_proto = info
         pending = self.xt_pending.get(pid)
         if pending is not None:
             family, fields, fresh = pending
         else:
             family, fields, fresh = _FAMILIES.get(fam, fam), None, False
         pkt = self.by_id.get(pid)
-        hook = _HOOK_OF.get(chain)
         if hook is None and pkt is not None:
             hook = pkt.last_hook
         if fresh or pkt is None:
             chain_key = (table, chain)
             pkt = self._id_packet(pid, "xtables", family, hook, chain_key, fields)
             pkt.chains.add(chain_key)
+            if pkt.labels is None:
+                pkt.labels = []
             if pending is not None:
                 self.xt_pending[pid] = (family, fields, False)
         if pkt.proto is None:
-            pkt.proto = (fields or {}).get("proto") or _proto_from_rule(rule_text)
-        f = fields or {}
-        hop = {"table": table, "chain": chain, "kind": kind, "rulenum": None, "handle": handle,
-               "verdict": verdict, "rule": _xt_rule_text(rule_text) if rule_text else None,
-               "in": f.get("in"), "out": f.get("out"), "physin": f.get("physin"),
-               "physout": f.get("physout"), "src": f.get("src"), "dst": f.get("dst"),
-               "sport": f.get("sport"), "dport": f.get("dport"), "ttl": f.get("ttl"), "time": None}
+            pkt.proto = (fields["proto"] if fields else None) or rule_proto
+        hop = (fields["_hop"] if fields else _EMPTY_HOP).copy()
+        hop.update(hdict)
         pkt.hops.append(hop)
+        if pkt.labels is not None:
+            pkt.labels.append(label)
         if hook is not None:
             pkt.last_hook = hook
         pkt.last_table = table
-        self._touch(pkt)
-        if verdict in ("drop", "reject"):
+        pkt.seen = self.tick
+        if verdict == "drop" or verdict == "reject":
             self._close(pkt)
         return True
 
