@@ -193,7 +193,8 @@ h1{font-size:22px;margin:0 0 4px}
 .meta{color:#52606d;margin-bottom:18px}
 section.packet{background:#fff;border:1px solid #d9dee4;border-radius:8px;padding:16px 20px;margin:0 0 22px;box-shadow:0 1px 2px rgba(0,0,0,.04)}
 section.packet h2{font-size:17px;margin:0 0 6px}
-.summary{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;color:#334e68;background:#f0f4f8;padding:6px 8px;border-radius:4px;overflow-wrap:anywhere}
+.summary{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;color:#334e68;background:#f0f4f8;
+  padding:6px 8px;border-radius:4px;overflow-wrap:anywhere}
 .verdict{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;margin-left:6px;vertical-align:2px}
 .v-accept{background:#d3f9d8;color:#2b8a3e}.v-drop,.v-reject{background:#ffe3e3;color:#c92a2a}.v-unknown{background:#e9ecef;color:#495057}
 svg{display:block;margin:10px 0 6px;max-width:100%;height:auto}
