@@ -255,10 +255,10 @@ def _finish(pkt):
         "source": pkt.source,
         "family": pkt.family,
         "proto": pkt.proto,
-        "src": first.get("src"),
-        "dst": first.get("dst"),
-        "sport": first.get("sport"),
-        "dport": first.get("dport"),
+        "src": first["src"] if hops else None,
+        "dst": first["dst"] if hops else None,
+        "sport": first["sport"] if hops else None,
+        "dport": first["dport"] if hops else None,
         "hops": hops,
         "nat": nat,
         "verdict": verdict,
@@ -627,16 +627,17 @@ class _Parser(object):
         pkt = None
         cands = self.by_key.get(key)
         if cands:
-            for i in range(len(cands) - 1, -1, -1):
-                c = cands[i]
+            for c in reversed(cands):
                 last = c.last_hook
                 if hook is None:
-                    ok = c.last_table == table
+                    if c.last_table == table:
+                        pkt = c
+                        break
                 elif hook == last:
-                    ok = prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num)
-                else:
-                    ok = last is not None and hook in _NEXT_HOOKS[last]
-                if ok:
+                    if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                        pkt = c
+                        break
+                elif last is not None and hook in _NEXT_HOOKS[last]:
                     pkt = c
                     break
         if pkt is None:
@@ -663,7 +664,8 @@ class _Parser(object):
         pkt.hops.append(hop)
         pkt.labels.append(label)
         if hook is not None:
-            pkt.last_hook = hook
+            if hook is not pkt.last_hook:
+                pkt.last_hook = hook
             pkt.last_prio = prio
             pkt.last_num = rulenum
         pkt.last_table = table
