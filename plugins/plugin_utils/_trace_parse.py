@@ -718,7 +718,7 @@ class _Parser(object):
             return False
         fam = line[at + 8:sp1]
         pid = line[sp1 + 1:sp2]
-        if not fam.isdigit() or not _is_hex(pid):
+        if not fam.isdigit() or (pid not in self.by_id and not _is_hex(pid)):
             return False
         body = line[sp2 + 1:]
         cache = self.xt_body
@@ -760,34 +760,38 @@ class _Parser(object):
         rule = _xt_rule_text(rule_text) if rule_text else None
         hdict = {"table": table, "chain": chain, "kind": kind, "handle": handle, "verdict": verdict, "rule": rule}
         label = _hop_label(hdict)
-        info = (table, chain, kind, verdict, _HOOK_OF.get(chain), label, hdict, _proto_from_rule(rule_text))
-        if len(self.heads) > 4096:
-            self.heads.clear()
-        self.heads[(head, rule_text)] = info
-        return info
+        return (table, chain, kind, verdict, _HOOK_OF.get(chain), label, hdict, _proto_from_rule(rule_text))
 
     def _xt_trace(self, line, at):
-        words = line[at + 7:].split(" ", 3)
-        if len(words) < 3:
+        sp1 = line.find(" ", at + 7)
+        sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+        if sp2 < 0:
             return False
-        fam, pid, head = words[0], words[1], words[2]
-        rule_text = words[3].strip() if len(words) > 3 else ""
-        info = self.heads.get((head, rule_text))
+        pid = line[sp1 + 1:sp2]
+        rest = line[sp2 + 1:]
+        info = self.heads.get(rest)
         if info is None:
             if not _is_hex(pid):
                 return False
-            info = self._xt_head(head, rule_text)
+            head, _sp, rule_text = rest.partition(" ")
+            info = self._xt_head(head, rule_text.strip())
             if info is None:
                 return False
-        elif pid not in self.by_id and not _is_hex(pid):
-            return False
+            if len(self.heads) > 4096:
+                self.heads.clear()
+            self.heads[rest] = info
         table, chain, kind, verdict, hook, label, hdict, rule_proto = info
         pending = self.xt_pending.get(pid)
+        by_id = self.by_id
         if pending is not None:
             family, fields, fresh = pending
+            pkt = by_id.get(pid)
         else:
+            pkt = by_id.get(pid)
+            if pkt is None and not _is_hex(pid):
+                return False
+            fam = line[at + 7:sp1]
             family, fields, fresh = _FAMILIES.get(fam, fam), None, False
-        pkt = self.by_id.get(pid)
         if hook is None and pkt is not None:
             hook = pkt.last_hook
         if fresh or pkt is None:
@@ -903,6 +907,11 @@ class _Parser(object):
                         bad += 1
                         continue
                 if at < 0:
+                    if line.startswith("PACKET: "):
+                        trace += 1
+                        if not self._safe(self._xt_packet, line, 0):
+                            bad += 1
+                        continue
                     at = line.find("trace id ")
                     if at >= 0:
                         trace += 1
