@@ -438,3 +438,13 @@ def test_random_real_lines_order_does_not_raise():
     random.Random(4).shuffle(lines)
     result = tp.parse(lines)
     assert result["stats"]["trace_lines"] > 0
+
+
+def test_bridged_packet_physin_physout(legacy):
+    """br_netfilter: a guest-to-guest packet on virbr0 goes through FORWARD with both bridge ports."""
+    [ping] = [p for p in legacy["packets"] if p["dst"] == "192.168.150.18"]
+    assert ping["proto"] == "icmp"
+    forward = [h for h in ping["hops"] if h["chain"] == "FORWARD"]
+    assert forward and all((h["in"], h["out"], h["physin"], h["physout"]) == ("virbr0", "virbr0", "vnet0", "vnet1")
+                           for h in forward)
+    assert ping["hops"][0]["physout"] is None
