@@ -104,9 +104,14 @@ def playbook(lab, text_or_path, extra_vars=None, check=False, limit=None, diff=F
             "tasks": tasks, "results": results, "stdout": p.stdout, "stderr": p.stderr}
 
 
-def module(lab, host, name, check=False, diff=False, become=False, timeout=600, **args):
-    """One module on one host through a generated single-task playbook (json callback)."""
-    task = {"name": "run_module", name: args, "register": "virtlab_result"}
+def module(lab, host, module_name, check=False, diff=False, become=False, _timeout=600, **args):
+    """One module on one host through a generated single-task playbook (json callback).
+
+    Module options go in ``args``; only ``module_name``, ``check``, ``diff``, ``become`` are ours,
+    so options such as ``name`` or ``timeout`` reach the module.
+    """
+    timeout = _timeout
+    task = {"name": "run_module", module_name: args, "register": "virtlab_result"}
     if become:
         task["become"] = True
     play = [{"hosts": host, "gather_facts": False, "tasks": [task]}]
