@@ -610,11 +610,12 @@ class _Parser(object):
                         e3 = rest.find(" ", e2 + 5)
                         dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
             f = (g[0] or None, g[1] or None, g[2] or None, g[3] or None, g[4], g[5], sport, dport,
-                 ttl, (family, proto, ipid),
+                 ttl, "%s %s %s" % (family, proto, ipid),
                  {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None,
                   "verdict": None, "rule": None, "in": g[0] or None, "out": g[1] or None,
                   "physin": g[2] or None, "physout": g[3] or None, "src": g[4], "dst": g[5],
-                  "sport": sport, "dport": dport, "ttl": ttl, "time": None})
+                  "sport": sport, "dport": dport, "ttl": ttl, "time": None},
+                 (g[4], g[5], sport, dport), family, proto)
             cache[0] = rest
             cache[1] = f
         if line[0] == "[":
@@ -642,7 +643,7 @@ class _Parser(object):
                     break
         if pkt is None:
             self.legacy_n += 1
-            pkt = self._new("legacy-%d" % self.legacy_n, "legacy", key[0], key[1], key)
+            pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[12], f[13], key)
             pkt.labels = []
             pkt.nat = []
             if cands is None:
@@ -651,7 +652,7 @@ class _Parser(object):
                 cands.append(pkt)
         else:
             last_f = pkt.fields
-            if last_f is not f and last_f is not None:
+            if last_f is not f and last_f is not None and last_f[11] != f[11]:
                 index = len(pkt.hops)
                 for i, field in _NAT_INDEX:
                     if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
