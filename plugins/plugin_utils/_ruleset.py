@@ -30,7 +30,7 @@ import shlex
 import time
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
-    ProbeError, iptables_commands, probe,
+    PROBE_SCRIPT, ProbeError, iptables_commands, parse_probe, probe,
 )
 
 __all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'parse_tag',
@@ -447,7 +447,21 @@ if [ -n "$3" ]; then printf '*%s\n%s\nCOMMIT\n' "$4" "$r" | "$2" --noflush "$3"
 else printf '*%s\n%s\nCOMMIT\n' "$4" "$r" | "$2" --noflush; fi
 '''
 
-# Reads the tables: $1 table, then pairs (save-command label) ... printed as sections.
+# Appended to the probe: $1 table, $2 backend (auto|legacy|nft), then iptables/ip6tables.  A failed
+# read prints no section (the caller then reads again with SAVE_SCRIPT, which reports the error).
+PROBE_SAVE_TAIL = r'''
+t=$1; b=$2; shift 2
+if [ "$b" = auto ]; then case "$(iptables --version 2>/dev/null)" in *nf_tables*) b=nft ;; *) b=legacy ;; esac; fi
+for base in "$@"; do
+  if [ "$b" = nft ] && command -v "$base-nft-save" >/dev/null 2>&1; then s=$base-nft-save
+  elif [ "$b" = legacy ] && command -v "$base-legacy-save" >/dev/null 2>&1; then s=$base-legacy-save
+  else s=$base-save; fi
+  if out=$("$s" -t "$t" 2>/dev/null); then printf '@@save %s\n%s\n' "$s" "$out"; fi
+done
+printf '@@end\n'
+'''
+
+# Reads the tables: $1 table, then save commands, each printed as a section.
 SAVE_SCRIPT = r'''
 t=$1; shift
 for s in "$@"; do
@@ -524,8 +538,19 @@ class RuleTask:
         except RuleError as e:
             m.fail_json(msg=str(e))
         table = 'raw' if self.kind == 'trace' else p['table']
-        facts = probe(m)
         families = ['ipv4', 'ipv6'] if p['family'] == 'both' else [p['family']]
+        early = {}
+        if 'probe' not in m.cache:
+            # one round trip: the probe, then the table read with the save command the shell picks
+            # the same way iptables_commands() does; checked below, re-read if they disagree
+            bases = ['iptables' if f == 'ipv4' else 'ip6tables' for f in families]
+            res = m.run_script(PROBE_SCRIPT + PROBE_SAVE_TAIL, [table, p['backend']] + bases, what='Host probe')
+            try:
+                m.cache['probe'] = parse_probe(res.stdout)
+            except ProbeError as e:
+                m.fail_json(msg='%s; stdout=%r stderr=%r' % (e, res.stdout[-500:], res.stderr[-500:]))
+            early = parse_sections(res.stdout)
+        facts = probe(m)
         cmds = {}
         try:
             for family in families:
@@ -535,8 +560,11 @@ class RuleTask:
         if p.get('expires') and not facts.get('time_match'):
             m.warn('iptables on this host has no "time" match: expiring rules rely on the detached remover only')
         saves = [cmds[f]['save'][0] for f in families]
-        res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
-        sections = parse_sections(res.stdout)
+        if all(s in early for s in saves):
+            sections = early
+        else:
+            res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
+            sections = parse_sections(res.stdout)
         rulesets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
         if self.kind == 'log' and p['state'] == 'present':
             for f in families:

@@ -236,3 +236,20 @@ def test_apply_script_tests_both_families_first(tmp_path):
 def test_scripts_are_posix_sh():
     for script in (R.APPLY_SCRIPT, R.REMOVER_SCRIPT, R.SAVE_SCRIPT):
         assert subprocess.run(['sh', '-n', '-c', script]).returncode == 0
+
+
+@pytest.mark.parametrize('version,backend,expected', [
+    ('iptables v1.8.9 (nf_tables)', 'auto', 'iptables-nft-save'),
+    ('iptables v1.8.9 (legacy)', 'auto', 'iptables-legacy-save'),
+    ('iptables v1.4.7', 'auto', 'iptables-legacy-save'),
+    ('iptables v1.8.9 (nf_tables)', 'legacy', 'iptables-legacy-save'),
+])
+def test_probe_save_tail_picks_the_save_command(tmp_path, version, backend, expected):
+    for name, body in (('iptables', 'echo "%s"' % version), ('iptables-nft-save', 'echo "*raw nft"'),
+                       ('iptables-legacy-save', 'echo "*raw legacy"')):
+        f = tmp_path / name
+        f.write_text('#!/bin/sh\n%s\n' % body)
+        f.chmod(0o755)
+    r = subprocess.run(['sh', '-c', R.PROBE_SAVE_TAIL, 'x', 'raw', backend, 'iptables'], capture_output=True,
+                       text=True, env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
+    assert list(R.parse_sections(r.stdout)) == [expected]
