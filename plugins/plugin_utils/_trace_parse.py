@@ -45,12 +45,19 @@ API (used by ``trace_capture`` and the filters):
     translation a NAT rule implies (MASQUERADE/SNAT/DNAT/REDIRECT) to the packet's ``nat``
     list (``implied: true``). Recomputes ``verdict`` and ``summary``. Mutates and returns.
 
+``parse_iptables_save(text) -> {table: {'policies': {chain: policy}, 'rules': {chain: [line, ...]}}}``
+    The snapshot model ``annotate`` uses (rule lines in order, so ``rulenum`` N is index N-1).
+
 Packet schema: ``id``, ``family`` (ipv4|ipv6), ``proto``, ``src``, ``dst``, ``sport``, ``dport``
 (as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft).
 Hop schema: ``table``, ``chain``, ``kind`` (rule|policy|return), ``rulenum``, ``handle``,
 ``verdict``, ``rule``, ``in``, ``out``, ``physin``, ``physout``, ``src``, ``dst``, ``sport``,
 ``dport``, ``ttl``, ``time``. NAT entry: ``hop`` (index), ``field``, ``before``, ``after``,
 ``implied``.
+
+Nothing here raises on input text: unparsable trace lines are counted in ``stats['malformed']``.
+The kernel may change an nft trace id on the way (IPv6 forwarding reallocates the skb): a new id
+at FORWARD/INPUT/POSTROUTING joins the open packet with the same IP ID / flow label.
 
 Grouping. Legacy lines carry no packet id: a packet starts at a hop in raw:PREROUTING or
 raw:OUTPUT; a later hop joins the most recent open packet of the same family, protocol and

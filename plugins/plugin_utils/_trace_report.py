@@ -342,8 +342,7 @@ def _svg(packet, index):
                 if not badge and info["rule"] and not info["nat"]:
                     badge = "rule"
                 if info["nat"]:
-                    tags = sorted(set(_nat_tag(e) for e in info["nat"]))
-                    badge = (badge + " " if badge else "") + "/".join(tags)
+                    badge = "/".join(sorted(set(_nat_tag(e) for e in info["nat"])))
                 if info["verdict"]:
                     badge = (badge + " " if badge else "") + info["verdict"].upper()
                 if badge:
