@@ -720,6 +720,7 @@ class _Parser(object):
         return pkt
 
     def _xt_packet(self, line, at):
+        line = line.rstrip("\r\n")
         sp1 = line.find(" ", at + 8)
         sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
         if sp2 < 0:
@@ -826,6 +827,7 @@ class _Parser(object):
         return True
 
     def _nft(self, line, at):
+        line = line.rstrip("\r\n")
         body = line[at + 9:]
         words = body.split(" ", 5)
         if len(words) < 5:
@@ -938,6 +940,8 @@ class _Parser(object):
                 else:
                     trace += 1
                     self.tick += 1
+                    if line[-1:] == "\n":
+                        line = line.rstrip("\r\n")
                     c = line[at + 7:at + 8]
                     try:
                         if c.isdigit():

@@ -448,3 +448,15 @@ def test_bridged_packet_physin_physout(legacy):
     assert forward and all((h["in"], h["out"], h["physin"], h["physout"]) == ("virbr0", "virbr0", "vnet0", "vnet1")
                            for h in forward)
     assert ping["hops"][0]["physout"] is None
+
+
+@pytest.mark.parametrize("name", ["legacy_dmesg.txt", "xtables_monitor_trace.txt", "nft_monitor_trace.txt"])
+def test_file_lines_with_newlines(name, tmp_path):
+    """Iterating an open file gives lines ending in newline (and maybe CRLF): same packets."""
+    path = tmp_path / name
+    path.write_bytes(fixture(name).replace("\n", "\r\n").encode())
+    with open(path, encoding="utf-8", newline="") as fh:
+        from_file = tp.parse(fh)
+    expected = tp.parse(fixture(name))
+    assert from_file["packets"] == expected["packets"]
+    assert from_file["stats"] == expected["stats"]
