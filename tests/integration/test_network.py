@@ -503,3 +503,76 @@ def test_host_bridge_with_openvswitch_virtualport_defined(lab, run):
         assert net_state(lab) == before
     finally:
         remove(run, name)
+
+
+# A minimal DHCP client (DISCOVER/OFFER/REQUEST/ACK) for ns guests: the lab has no dhclient.
+DHCP_CLIENT = r'''
+import random, socket, struct, sys
+mac = bytes.fromhex(sys.argv[1].replace(':', ''))
+xid = random.randint(1, 2 ** 31)
+def pkt(kind, req=None, server=None):
+    p = struct.pack('!BBBBIHH4s4s4s4s16s64s128s', 1, 1, 6, 0, xid, 0, 0x8000, bytes(4), bytes(4),
+                    bytes(4), bytes(4), mac + bytes(10), bytes(64), bytes(128))
+    p += b'\x63\x82\x53\x63' + bytes([53, 1, kind])
+    if req:
+        p += bytes([50, 4]) + socket.inet_aton(req)
+    if server:
+        p += bytes([54, 4]) + socket.inet_aton(server)
+    return p + bytes([12, 5]) + b'ngdhc' + b'\xff'
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, 25, b'eth0\0')
+s.bind(('', 68))
+s.settimeout(10)
+def recv(want):
+    while True:
+        data = s.recv(2048)
+        if data[4:8] != struct.pack('!I', xid):
+            continue
+        opts, i, kind, server = data[240:], 0, None, None
+        while i < len(opts) and opts[i] != 255:
+            if opts[i] == 0:
+                i += 1
+                continue
+            code, size = opts[i], opts[i + 1]
+            val = opts[i + 2:i + 2 + size]
+            if code == 53:
+                kind = val[0]
+            if code == 54:
+                server = socket.inet_ntoa(val)
+            i += 2 + size
+        if kind == want:
+            return socket.inet_ntoa(data[16:20]), server
+s.sendto(pkt(1), ('255.255.255.255', 67))
+offered, server = recv(2)
+s.sendto(pkt(3, offered, server), ('255.255.255.255', 67))
+print(recv(5)[0])
+'''
+
+
+def test_live_dhcp_host_is_served_and_leased(lab, run):
+    """A DHCP host added live is what dnsmasq hands out, and network_info reports the lease."""
+    name = 'leasenet'
+    args = dict(name=name, bridge={'name': 'vbn-lease'}, ips=[ipnet(177)])
+    try:
+        assert not run(**args)['failed']
+        g = lab.guest_add('nlease', HOST, network=name, kind='ns')
+        index = ifindex(lab, 'vbn-lease')
+        args['ips'] = [ipnet(177, [{'mac': g['mac'], 'ip': '192.168.177.42', 'name': 'leased'}])]
+        res = run(**args)
+        assert [c['how'] for c in res['changes']] == ['live-update'], res
+        p = lab.guest_exec('nlease', ['python3', '-c', DHCP_CLIENT, g['mac']], check=False)
+        assert p.returncode == 0 and p.stdout.strip() == '192.168.177.42', (p.stdout, p.stderr)
+        assert ifindex(lab, 'vbn-lease') == index
+        deadline = time.time() + 10
+        leases = []
+        while time.time() < deadline and not leases:
+            leases = run(module=INFO, name=name, firewall=False)['networks'][0]['leases']
+            time.sleep(0.5)
+        assert [(entry['mac'], entry['ipaddr']) for entry in leases] == [(g['mac'], '192.168.177.42')], leases
+        ports = run(module=INFO, name=name, firewall=False)['networks'][0]['ports']
+        assert [p['port'] for p in ports] == [g['veth']]
+    finally:
+        lab.guest_del('nlease')
+        remove(run, name)
