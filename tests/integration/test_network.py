@@ -240,13 +240,16 @@ def _seen_from(lab, since):
 def test_nat_forwards_and_masquerades(lab, run):
     name = 'natfwd'
     try:
-        assert not run(name=name, forward='nat', bridge={'name': 'vbn-natf'}, ips=[ipnet(173)])['failed']
+        assert not run(name=name, forward='nat', bridge={'name': 'vbn-natf'}, ips=[ipnet(173)],
+                       nat={'port_start': 40000, 'port_end': 40100})['failed']
         g = lab.guest_add('nnat', HOST, network=name, kind='ns')
         since = time.time() - 1
         p = _connect(lab, 'nnat')
         assert p.returncode == 0, p.stderr
         srcs = _seen_from(lab, since)
         assert BOND0 in srcs and g['ip'] not in srcs, srcs  # masqueraded to the host's uplink address
+        ports = [c['sport'] for c in lab.uplink_connections() if c['time'] >= since and c['src'] == BOND0]
+        assert ports and all(40000 <= port <= 40100 for port in ports), ports  # the NAT port range
     finally:
         lab.guest_del('nnat')
         remove(run, name)
