@@ -10,6 +10,7 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _ne
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as H
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_manager as M
 from ansible_collections.virtops.virtnet.plugins.modules import network as network_module
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import parse_xml, etree
 
 DEFAULT = """<network><name>default</name><uuid>0e6f7d0c-0000-4000-8000-000000000001</uuid>
 <forward mode='nat'/><bridge name='virbr0' stp='on' delay='0'/><mac address='52:54:00:00:00:01'/>
@@ -65,6 +66,11 @@ class FakeNet(object):
 
     def update(self, command, section, parent, xml, flags):
         self.calls.append(('update', command, section, parent, xml, flags))
+        if (command, section) == (3, 4):  # add-last ip-dhcp-host: what libvirt does, minimal
+            for attr in ('xml', 'live'):
+                root = parse_xml(getattr(self, attr))
+                root.findall('ip')[max(parent, 0)].find('dhcp').append(parse_xml(xml))
+                setattr(self, attr, etree.tostring(root, encoding='unicode'))
 
 
 class FakeConn(object):
@@ -201,3 +207,19 @@ def test_absent():
     assert [c['how'] for c in res.result['changes']] == ['stop', 'undefine']
     assert [n.name() for n in conn.nets] == ['default']
     assert run(conn, name='lab', state='absent').result['changed'] is False
+
+
+@pytest.mark.parametrize('change', [
+    dict(mtu=9000, restart='if_needed'),
+    dict(ips=[dict(NEW['ips'][0], hosts=[{'mac': '52:54:00:00:00:09', 'ip': '192.168.100.9'}])]),
+    dict(active=False, autostart=True),
+])
+def test_check_mode_reports_exactly_what_the_run_does(change):
+    conn = FakeConn()
+    run(conn, **NEW)
+    params = dict(NEW, **change)
+    predicted = run(conn, check=True, **params).result
+    done = run(conn, **params).result
+    assert predicted['changes'] == done['changes'] and predicted['changed'] is True
+    assert N.canonical(N.from_xml(predicted['xml'])) == N.canonical(N.from_xml(done['xml']))
+    assert run(conn, **params).result['changed'] is False
