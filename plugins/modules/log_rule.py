@@ -23,7 +23,7 @@ description:
   - Unlike TRACE, LOG does not depend on the C(net.netfilter.nf_log.N) binding, but it still needs a LOG target in the
     kernel; see M(virtops.virtnet.nf_log).
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 options:
   name:
     description:

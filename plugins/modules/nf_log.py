@@ -26,7 +26,7 @@ description:
     C(net.netfilter.nf_log_all_netns=1); the module detects this and says so (RV(netns)).
   - Runs on the host with POSIX shell commands only; no Python is needed on the host.
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 options:
   families:
     description:

@@ -21,12 +21,12 @@ description:
     of one task are applied atomically with ONE C(iptables-restore --noflush) per address family, through
     C(iptables-nft-restore) on nf_tables hosts. C(-w) is used where that iptables-restore supports it (1.6.2 and later).
   - Runs on the host with POSIX shell commands only; no Python is needed on the host (CentOS 6 works from a modern
-    controller with O(gather_facts=false)). Use C(become) when not connecting as root.
+    controller with C(gather_facts=false)). Use C(become) when not connecting as root.
   - TRACE output needs a bound kernel logger; see M(virtops.virtnet.nf_log). Expired rules of ours found in the table
     are removed on every run.
   - TRACE can hurt a busy production host. Use O(rate) and O(expires) there.
 author:
-  - virtops.virtnet contributors
+  - virtops.virtnet contributors (@virtops)
 options:
   name:
     description:

@@ -29,6 +29,7 @@ import re
 import shlex
 import time
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import RemoteCommandError
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
     PROBE_SCRIPT, ProbeError, iptables_commands, parse_probe, probe,
 )
@@ -103,8 +104,7 @@ class Ruleset:
     def rules(self, table=None):
         for tname, t in self.tables.items():
             if table is None or table == tname:
-                for r in t['rules']:
-                    yield r
+                yield from t['rules']
 
     def ours(self, table=None, name=None):
         """Rules carrying our tag (all of ours when ``name`` is None or 'all')."""
@@ -171,8 +171,8 @@ def _address(param, value, families):
         _fail(param, value, 'is not an IP address or CIDR network', 'use e.g. 192.168.122.0/24 or 2001:db8::/32')
     fam = 'ipv4' if net.version == 4 else 'ipv6'
     if fam not in families or len(families) > 1:
-        _fail(param, value, 'is an %s address but family is %s' % (fam.upper().replace('V', 'v'), '/'.join(families)
-                                                                      if len(families) == 1 else 'both'),
+        family = families[0] if len(families) == 1 else 'both'
+        _fail(param, value, 'is an %s address but family is %s' % (fam.upper().replace('V', 'v'), family),
               'set family: %s' % fam)
     return str(net)
 
@@ -258,18 +258,18 @@ class Rule:
             tag += ':exp=%d' % exp
         return tag
 
-    def words(self, exp=None):
+    def words(self, exp=None, time_match=True):
         """The rule's words after ``-A/-I CHAIN``."""
         words = list(self.matches) + ['-m', 'comment', '--comment', self.tag(exp)]
         if self.rate:
             words += ['-m', 'limit', '--limit', '%d/second' % self.rate, '--limit-burst', str(max(5, self.rate))]
-        if exp is not None:
+        if exp is not None and time_match:
             words += ['-m', 'time', '--datestop', time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(exp))]
         return words + list(self.target)
 
-    def line(self, exp=None, op='-A', index=None):
+    def line(self, exp=None, op='-A', index=None, time_match=True):
         head = [op, self.chain] + ([str(index)] if index is not None else [])
-        return ' '.join(_restore_word(w) for w in head + self.words(exp))
+        return ' '.join(_restore_word(w) for w in head + self.words(exp, time_match))
 
 
 def _restore_word(word):
@@ -394,8 +394,11 @@ class FamilyPlan:
         return ['*%s' % self.table] + [r.delete_line for r in self.delete] + self.add + ['COMMIT']
 
 
-def plan(rules, rulesets, name, state, table, now, expires=None):
-    """Compare wanted ``rules`` with ``rulesets`` ({family: Ruleset}) -> {family: FamilyPlan}."""
+def plan(rules, rulesets, name, state, table, now, expires=None, time_match=True):
+    """Compare wanted ``rules`` with ``rulesets`` ({family: Ruleset}) -> {family: FamilyPlan}.
+
+    ``time_match=False`` (iptables without ``-m time``): expiring rules rely on the remover only.
+    """
     exp = now + expires if expires else None
     plans = {}
     for family, rs in rulesets.items():
@@ -422,10 +425,10 @@ def plan(rules, rulesets, name, state, table, now, expires=None):
                 continue
             if r.position == 'insert':
                 index[r.chain] = index.get(r.chain, 0) + 1
-                fp.add.append(r.line(exp, op='-I', index=index[r.chain]))
+                fp.add.append(r.line(exp, op='-I', index=index[r.chain], time_match=time_match))
             else:
-                fp.add.append(r.line(exp, op='-A'))
-            fp.preview.append(r.line(exp, op='-A'))
+                fp.add.append(r.line(exp, op='-A', time_match=time_match))
+            fp.preview.append(r.line(exp, op='-A', time_match=time_match))
             if len(r.tag(exp)) > MAX_COMMENT:
                 raise RuleError('name=%r: the rule tag would exceed %d characters' % (name, MAX_COMMENT))
         plans[family] = fp
@@ -557,7 +560,7 @@ class RuleTask:
                 cmds[family] = iptables_commands(facts, family, p['backend'])
         except ProbeError as e:
             m.fail_json(msg='%s (host %s, iptables %s)' % (e, m.host, facts.get('iptables_version')))
-        if p.get('expires') and not facts.get('time_match'):
+        if p.get('expires') and p['state'] == 'present' and not facts.get('time_match'):
             m.warn('iptables on this host has no "time" match: expiring rules rely on the detached remover only')
         saves = [cmds[f]['save'][0] for f in families]
         if all(s in early for s in saves):
@@ -574,7 +577,8 @@ class RuleTask:
         now = facts.get('epoch') or int(time.time())
         expires = p.get('expires') if p['state'] == 'present' else None
         try:
-            plans = plan(rules, rulesets, p['name'], p['state'], table, now, expires)
+            plans = plan(rules, rulesets, p['name'], p['state'], table, now, expires,
+                         time_match=bool(facts.get('time_match')))
         except RuleError as e:
             m.fail_json(msg=str(e))
         changed = any(fp.batch for fp in plans.values())
@@ -596,7 +600,14 @@ class RuleTask:
                     args += ['', '', '', '']
             want_remover = bool(expires) and any(plans[f].add for f in families)
             args += [table, REMOVER_SCRIPT if want_remover else '', p['name'], str(now + expires) if expires else '']
-            res = m.run_script(APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table)
+            try:
+                res = m.run_script(APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table)
+            except RemoteCommandError as e:
+                hint = ''
+                if expires and facts.get('time_match'):
+                    hint = ' (rules with expires use "-m time": does kernel %s have xt_time?)' % facts.get('kernel')
+                m.fail_json(msg=e.message + hint, rc=e.rc, stdout=e.stdout, stderr=e.stderr,
+                            batch=result['batch'])
             sections = parse_sections(res.stdout)
             after_sets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
             rules_after = []

@@ -253,3 +253,9 @@ def test_probe_save_tail_picks_the_save_command(tmp_path, version, backend, expe
     r = subprocess.run(['sh', '-c', R.PROBE_SAVE_TAIL, 'x', 'raw', backend, 'iptables'], capture_output=True,
                        text=True, env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
     assert list(R.parse_sections(r.stdout)) == [expected]
+
+
+def test_without_time_match_the_expiry_is_only_in_the_tag():
+    rules = R.build_rules('trace', params(name='e', expires=30))
+    fp = R.plan(rules, rulesets(), 'e', 'present', 'raw', NOW, expires=30, time_match=False)['ipv4']
+    assert ':exp=%d' % (NOW + 30) in fp.add[0] and '-m time' not in fp.add[0]
