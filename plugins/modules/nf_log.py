@@ -54,6 +54,7 @@ options:
     description:
       - Set C(net.netfilter.nf_log_all_netns=1) so that network namespaces and containers can log (kernel 4.11+).
         Only possible in the initial network namespace; from inside a namespace a warning says what to do instead.
+      - With O(state=absent), V(true) sets it back to V(0).
     type: bool
     default: false
   force:
