@@ -99,16 +99,16 @@ def test_arp_on_el6_is_a_clear_error(lab, run_module):
 
 
 def test_module_that_cannot_be_loaded_names_module_and_kernel(lab, run_module):
-    """el7: pretend nf_log_ipv6 is not registered by hiding it from the persona's modprobe."""
-    host = "el7-1"
-    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.7=NONE"])
+    """el6: ipt_LOG must be loaded when nothing is bound; make the persona's modprobe not know it."""
+    host = "el6-1"
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=NONE"])
     lab.exec(host, ["sh", "-c", "cp /usr/sbin/modprobe /tmp/modprobe.orig && "
-                                "sed -i 's/ nf_log_bridge / /' /usr/sbin/modprobe"])
+                                "sed -i 's/ ipt_LOG / /' /usr/sbin/modprobe"])
     try:
-        res = run_module(host, MOD, families=["bridge"])
-        if res["failed"]:
-            assert "nf_log_bridge" in res["msg"] and "3.10.0-1160.el7" in res["msg"]
-        else:   # the logger is registered on this kernel: no modprobe needed, and it says so
-            assert "no modprobe" in res["chosen"]["bridge"]["why"]
+        res = run_module(host, MOD, families=["ipv4"])
+        assert res["failed"]
+        assert "ipt_LOG" in res["msg"] and "2.6.32-754.el6.x86_64" in res["msg"], res["msg"]
+        assert lab.exec(host, ["sysctl", "-n", "net.netfilter.nf_log.2"]).stdout.strip() == "NONE"
     finally:
         lab.exec(host, ["sh", "-c", "cp /tmp/modprobe.orig /usr/sbin/modprobe"])
+        ok(run_module(host, MOD, families=["ipv4"]))
