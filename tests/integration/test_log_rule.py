@@ -62,7 +62,9 @@ def test_seed_nat_log_rule(lab, run_playbook, host):
     assert not ok(run(run_playbook, host, **args))["changed"]
 
     # replace: another prefix and level -> one rule, one batch
-    res = ok(run(run_playbook, host, diff=True, **dict(args, prefix="vn nat2: ", level="info", position="insert")))
+    args_replaced = dict(args)
+    args_replaced.update(prefix="vn nat2: ", level="info", position="insert")
+    res = ok(run(run_playbook, host, diff=True, **args_replaced))
     assert res["changed"] and len(res["rules"]) == 1 and "vn nat2: " in res["rules"][0]
     assert res["diff"]["before"] and res["diff"]["after"]
     now = save(lab, host, "nat")

@@ -338,8 +338,8 @@ BAD = [
     ('subnet overlaps another network', dict(bridge={'name': 'vbn-ovl'},
                                              ips=[{'address': '192.168.122.129', 'prefix': 25}]),
      'overlaps 192.168.122.1/24 of network default'),
-    ('subnet overlaps a host route', dict(bridge={'name': 'vbn-ovr'},
-                                         ips=[{'address': '10.44.32.129', 'prefix': 25}]),
+    ('subnet overlaps a host route',
+     dict(bridge={'name': 'vbn-ovr'}, ips=[{'address': '10.44.32.129', 'prefix': 25}]),
      'overlaps the host route 10.44.32.0/24 dev bond0'),
     ('dhcp range outside subnet', dict(bridge={'name': 'vbn-rng'}, ips=[
         {'address': '192.168.183.1', 'prefix': 24, 'ranges': [{'start': '192.168.184.2', 'end': '192.168.184.9'}]}]),

@@ -264,7 +264,8 @@ def syslog_file(lab):
     host's private /tmp) as 'Mon DD HH:MM:SS host kernel: message'."""
     host, path = "el7-1", "/tmp/virtnet-it-messages"
     script = """: > %s
-cd / && nohup sh -c 'echo $$ > /tmp/virtnet-it-fwd.pid; cat /dev/kmsg | sed -n -u "/^[0-9]/ s/^[^;]*;/Nov 26 21:00:00 el7-1 kernel: /p"' >> %s 2>/dev/null < /dev/null &
+cd / && nohup sh -c 'echo $$ > /tmp/virtnet-it-fwd.pid; cat /dev/kmsg | \
+  sed -n -u "/^[0-9]/ s/^[^;]*;/Nov 26 21:00:00 el7-1 kernel: /p"' >> %s 2>/dev/null < /dev/null &
 sleep 0.5
 """ % (path, path)
     lab.exec(host, ["sh", "-c", script])

@@ -90,7 +90,8 @@ def test_add_find_rerun_replace_remove(lab, run_playbook, user_rules, host):
     assert not res["changed"] and res["batch"] == {}
 
     # check mode: a different rule set is predicted, nothing applied
-    args2 = dict(args, destination_port=["3128"], rate=None)
+    args2 = dict(args)
+    args2.update(destination_port=["3128"], rate=None)
     res = ok(run(run_playbook, host, MOD, check=True, diff=True, **args2))
     assert res["changed"] and len(res["rules"]) == 2
     assert save(lab, host) == now

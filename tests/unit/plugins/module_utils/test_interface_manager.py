@@ -249,9 +249,9 @@ def test_libvirt_refuses_live_update():
 def test_hotplug_error_fails_nothing_changed():
     dom = FakeDomain('g', running=True)
     dom.refuse_attach = 'error creating macvtap interface macvtap3@eth0: Invalid argument'
-    mgr = D.GuestInterfaceManager(FakeConn(dom), dict(domain='g', state='present', type='direct', source='eth0',
-                                                       mode='passthrough', live='auto', uri='qemu:///system'),
-                                  host=FakeHost())
+    params = dict(domain='g', state='present', type='direct', source='eth0', mode='passthrough', live='auto',
+                  uri='qemu:///system')
+    mgr = D.GuestInterfaceManager(FakeConn(dom), params, host=FakeHost())
     with pytest.raises(D.GuestInterfaceError) as exc:
         mgr.run()
     assert 'Invalid argument' in exc.value.msg and 'nothing was changed' in exc.value.msg
@@ -413,8 +413,9 @@ def test_present_while_unplug_pending_says_so():
 
 
 def test_absent_vhostuser_by_path_without_mode():
-    dom = FakeDomain('g', ifaces="<interface type='vhostuser'><mac address='52:54:00:00:00:05'/>"
-                                  "<source type='unix' path='/run/s.sock' mode='server'/></interface>")
+    ifaces = ("<interface type='vhostuser'><mac address='52:54:00:00:00:05'/>"
+              "<source type='unix' path='/run/s.sock' mode='server'/></interface>")
+    dom = FakeDomain('g', ifaces=ifaces)
     res = run(FakeConn(dom), domain='g', type='vhostuser', path='/run/s.sock', state='absent')
     assert res['changed'] and dom.calls == [('detach', CONFIG)]
     with pytest.raises(D.GuestInterfaceError) as exc:

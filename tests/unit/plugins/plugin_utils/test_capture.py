@@ -468,7 +468,7 @@ def kernel_stop_output(fixture, fixture_cid, ifaces='el7_interfaces.txt', tool='
         window = [x for x in window if re.search(cap.KEEP_RE, x)]
         return '\n'.join(['@@state', 'id=' + cid, 'source=kernel_log', 'tool=' + tool, '@@ifaces'] + lines(ifaces)
                          + ['@@addrs', '10.44.32.11/24', '@@lines'] + window
-                         + ['@@cut', 'start=%d' % start, 'stop=%d' % stop, 'kept=%d' % len(window), '@@loss', '@@end'])
+                         + ['@@cut', 'start=%d' % int(start), 'stop=%d' % int(stop), 'kept=%d' % len(window), '@@loss', '@@end'])
     return out
 
 
