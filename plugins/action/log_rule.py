@@ -8,23 +8,19 @@
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import RuleTask
-from ansible_collections.virtops.virtnet.plugins.action.trace_rule import MATCH_OPTIONS
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import RULESET_SPEC, RuleTask
 
 LEVELS = ['emerg', 'alert', 'crit', 'error', 'warning', 'notice', 'info', 'debug', '0', '1', '2', '3', '4', '5', '6', '7']
 
 
 class ActionModule(ActionModuleBase):
     ARGUMENT_SPEC = dict(
-        name=dict(type='str', required=True),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        family=dict(type='str', default='ipv4', choices=['ipv4', 'ipv6', 'both']),
         table=dict(type='str', default='filter', choices=['filter', 'nat', 'mangle', 'raw', 'security']),
         chain=dict(type='str'),
         position=dict(type='str', default='append', choices=['insert', 'append']),
         prefix=dict(type='str'),
         level=dict(type='str', default='warning', choices=LEVELS),
-        **MATCH_OPTIONS
+        **RULESET_SPEC
     )
     REQUIRED_IF = [('state', 'present', ('chain',))]
 

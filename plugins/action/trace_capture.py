@@ -17,16 +17,14 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils import _capture as cap
+from ansible_collections.virtops.virtnet.plugins.plugin_utils import _ruleset as rs
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import ProbeError, iptables_commands, probe
 
+# The flow filter takes the rule matches that can be checked on a traced packet.
 MATCH_SPEC = dict(
-    protocol=dict(type='str'),
-    source=dict(type='str'),
-    destination=dict(type='str'),
-    source_port=dict(type='str'),
-    destination_port=dict(type='list', elements='str'),
-    in_interface=dict(type='str'),
+    [(key, rs.MATCH_SPEC[key]) for key in
+     ('protocol', 'source', 'destination', 'source_port', 'destination_port', 'in_interface')],
     both_directions=dict(type='bool', default=True),
 )
 
@@ -66,7 +64,6 @@ class ActionModule(ActionModuleBase):
         kernel_log_reader=dict(type='str', default='auto', choices=['auto', 'dmesg', 'journalctl', 'syslog']),
         syslog_file=dict(type='path'),
         monitor=dict(type='str', default='auto', choices=['auto', 'xtables-monitor', 'nft']),
-        backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
         duration=dict(type='float', default=5.0),
         lifetime=dict(type='int', default=3600),
         probe=dict(type='dict', options=PROBE_SPEC),
@@ -76,6 +73,7 @@ class ActionModule(ActionModuleBase):
         return_lines=dict(type='bool', default=False),
         report_path=dict(type='path'),
         report_format=dict(type='str', default='html', choices=['html', 'text']),
+        **rs.BACKEND_SPEC
     )
     REQUIRED_IF = [('action', 'stop', ['capture_id'])]
 

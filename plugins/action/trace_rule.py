@@ -8,30 +8,13 @@
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import RuleTask
-
-MATCH_OPTIONS = dict(
-    protocol=dict(type='str'),
-    source=dict(type='str'),
-    destination=dict(type='str'),
-    source_port=dict(type='str'),
-    destination_port=dict(type='list', elements='str'),
-    in_interface=dict(type='str'),
-    out_interface=dict(type='str'),
-    extra=dict(type='list', elements='str'),
-    rate=dict(type='int'),
-    expires=dict(type='int'),
-    backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
-)
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import RULESET_SPEC, RuleTask
 
 
 class ActionModule(ActionModuleBase):
     ARGUMENT_SPEC = dict(
-        name=dict(type='str', required=True),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        family=dict(type='str', default='ipv4', choices=['ipv4', 'ipv6', 'both']),
         chains=dict(type='list', elements='str', default=['PREROUTING'], choices=['PREROUTING', 'OUTPUT']),
-        **MATCH_OPTIONS
+        **RULESET_SPEC
     )
 
     def run_module(self, module):

@@ -70,67 +70,40 @@ options:
     type: str
     choices: [emerg, alert, crit, error, warning, notice, info, debug, '0', '1', '2', '3', '4', '5', '6', '7']
     default: warning
-  protocol:
-    description:
-      - Protocol name (V(tcp), V(udp), V(icmp), V(icmpv6), V(sctp)...) or number 0-255.
-    type: str
-  source:
-    description:
-      - Source address or CIDR network (validated; of the same family as O(family)).
-    type: str
-  destination:
-    description:
-      - Destination address or CIDR network (validated; of the same family as O(family)).
-    type: str
+  # Type, elements, choices and defaults of the options below come from the netfilter doc fragment;
+  # only the descriptions that differ for LOG rules (any table and chain) are given here.
   source_port:
     description:
       - Source port or range; needs O(protocol).
-    type: str
   destination_port:
     description:
       - Destination ports or ranges; one rule per item, all applied in one batch. Needs O(protocol).
-    type: list
-    elements: str
   in_interface:
     description:
       - Input interface (at most 15 characters). Not valid in C(OUTPUT) and C(POSTROUTING).
-    type: str
   out_interface:
     description:
       - Output interface (at most 15 characters). Not valid in C(PREROUTING) and C(INPUT).
-    type: str
   extra:
     description:
       - Additional match words, one word per item; validated, never a shell string.
-    type: list
-    elements: str
   rate:
     description:
       - Log at most this many packets per second (C(-m limit)).
-    type: int
   expires:
     description:
       - Lifetime in seconds; the rules stop matching at that time (C(-m time --datestop)) and a detached remover on
         the host deletes them, even if the controller has gone away. Expired rules are also purged on the next run.
-    type: int
   backend:
     description:
       - Which iptables backend to drive; V(auto) uses the one C(iptables --version) reports.
-    type: str
-    choices: [auto, legacy, nft]
-    default: auto
 extends_documentation_fragment:
   - virtops.virtnet.attributes
   - virtops.virtnet.attributes.ACTIONGROUP_SHELL
-attributes:
-  check_mode:
-    support: full
-    details:
-      - Computes the batch and the diff; nothing is applied.
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
+  - virtops.virtnet.netfilter.RULESET
+  - virtops.virtnet.netfilter.MATCH
+  - virtops.virtnet.netfilter.LIMITS
+  - virtops.virtnet.netfilter.BACKEND
 notes:
   - Needs root on the host (C(become)). No Python is needed on the host.
 seealso:

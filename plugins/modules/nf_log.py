@@ -73,8 +73,6 @@ attributes:
       - Computes every change (modules, sysctls, files); nothing is applied.
   diff_mode:
     support: full
-  platform:
-    platforms: posix
 notes:
   - Needs root on the host (C(become)). No Python is needed on the host.
 seealso:

@@ -70,12 +70,10 @@ options:
     choices: [auto, xtables-monitor, nft]
     default: auto
   backend:
+    # choices and default: virtops.virtnet.netfilter.BACKEND
     description:
       - iptables backend for the source choice and the rules snapshot. V(auto) uses the one C(iptables --version)
         reports.
-    type: str
-    choices: [auto, legacy, nft]
-    default: auto
   duration:
     description:
       - With O(action=oneshot), how long to capture, in seconds (more than 0, at most 3600). The probe runs at the
@@ -177,6 +175,7 @@ options:
 extends_documentation_fragment:
   - virtops.virtnet.attributes
   - virtops.virtnet.attributes.ACTIONGROUP_SHELL
+  - virtops.virtnet.netfilter.BACKEND
 attributes:
   check_mode:
     support: full
@@ -184,8 +183,6 @@ attributes:
       - Probes the host and says which source and tool would be used; nothing is started or stopped.
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 notes:
   - O(action=start) and O(action=stop) report C(changed=true) (a background monitor or a marker and a state file
     are created or removed on the host). O(action=oneshot) reports C(changed=false), because it leaves nothing behind,

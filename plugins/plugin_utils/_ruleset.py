@@ -35,7 +35,35 @@ from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
 )
 
 __all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'parse_tag',
-           'render_batch', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'TAG_PREFIX']
+           'render_batch', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'TAG_PREFIX',
+           'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC']
+
+# Argument specs shared by the netfilter action plugins; their documentation is the doc fragment
+# virtops.virtnet.netfilter (sub-fragments MATCH, LIMITS, BACKEND).
+BACKEND_SPEC = dict(
+    backend=dict(type='str', default='auto', choices=['auto', 'legacy', 'nft']),
+)
+MATCH_SPEC = dict(
+    protocol=dict(type='str'),
+    source=dict(type='str'),
+    destination=dict(type='str'),
+    source_port=dict(type='str'),
+    destination_port=dict(type='list', elements='str'),
+    in_interface=dict(type='str'),
+    out_interface=dict(type='str'),
+    extra=dict(type='list', elements='str'),
+)
+LIMITS_SPEC = dict(
+    rate=dict(type='int'),
+    expires=dict(type='int'),
+)
+# Options of every tagged rule set (trace_rule, log_rule).
+RULESET_SPEC = dict(
+    name=dict(type='str', required=True),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    family=dict(type='str', default='ipv4', choices=['ipv4', 'ipv6', 'both']),
+    **MATCH_SPEC, **LIMITS_SPEC, **BACKEND_SPEC
+)
 
 TAG_PREFIX = 'virtnet:'
 NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')

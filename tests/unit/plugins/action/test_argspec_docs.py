@@ -3,10 +3,15 @@
 
 Generic: any plugins/action/<name>.py whose ActionModule has ARGUMENT_SPEC is checked against
 plugins/modules/<name>.py (names, types, defaults, choices, elements, required, suboptions),
-with the stub's doc fragments merged the way ansible-doc merges them.
+with the stub's doc fragments merged by ansible-doc itself (``ansible-doc --json``), so that
+fragment options and per-module overrides of them are seen exactly as users see them.
 """
 import importlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -15,6 +20,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 ACTION_DIR = os.path.join(ROOT, 'plugins', 'action')
 MODULE_DIR = os.path.join(ROOT, 'plugins', 'modules')
+COLLECTIONS = os.path.join(ROOT, 'build', 'collections')
 PKG = 'ansible_collections.virtops.virtnet.plugins'
 
 
@@ -30,27 +36,25 @@ def _action_plugins():
     return out
 
 
-def _fragment_options(ref):
-    """Options of a doc fragment ``ns.coll.file[.SUB]`` of this collection (others: none known)."""
-    parts = ref.split('.')
-    if parts[:2] != ['virtops', 'virtnet']:
-        return {}
-    mod = importlib.import_module('%s.doc_fragments.%s' % (PKG, parts[2]))
-    attr = parts[3] if len(parts) > 3 else 'DOCUMENTATION'
-    text = getattr(mod.ModuleDocFragment, attr)
-    return (yaml.safe_load(text) or {}).get('options') or {}
+def _ansible_doc():
+    """``ansible-doc`` of this venv (the one that merges doc fragments exactly as users see them)."""
+    local = os.path.join(os.path.dirname(sys.executable), 'ansible-doc')
+    return local if os.path.exists(local) else shutil.which('ansible-doc')
+
+
+_DOCS = {}
 
 
 def _doc(name):
-    """The stub's DOCUMENTATION with the options of its doc fragments merged in."""
-    mod = importlib.import_module('%s.modules.%s' % (PKG, name))
-    doc = yaml.safe_load(mod.DOCUMENTATION)
-    options = dict(doc.get('options') or {})
-    for ref in doc.get('extends_documentation_fragment') or []:
-        for key, value in _fragment_options(ref).items():
-            options.setdefault(key, value)
-    doc['options'] = options
-    return doc
+    """The stub's documentation as ansible-doc renders it: doc fragments merged (deep, with overrides)."""
+    if not _DOCS:
+        fqcns = ['virtops.virtnet.%s' % n for n in ACTIONS]
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR='1')
+        out = subprocess.run([_ansible_doc(), '--json', '-t', 'module'] + fqcns, env=env, check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True).stdout
+        for fqcn, data in json.loads(out).items():
+            _DOCS[fqcn.split('.')[-1]] = data['doc']
+    return _DOCS[name]
 
 
 def _norm_type(t):
