@@ -66,17 +66,9 @@ import os
 import random
 import re
 
-try:
-    from lxml import etree
-    HAS_LXML = True
-except ImportError:  # pragma: no cover - reported by _connection.check_required_libs
-    etree = None
-    HAS_LXML = False
-
-try:
-    string_types = (str, unicode)  # noqa: F821 pylint: disable=undefined-variable
-except NameError:
-    string_types = (str,)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
+    ModelError, etree, norm_mac, string_types,
+)
 
 
 INTERFACE_TYPES = ('network', 'bridge', 'direct', 'vhostuser')
@@ -102,9 +94,6 @@ READONLY_KEYS = ('alias', 'address', 'host_bridge')
 # Host-side device names libvirt generates (and drops again from the inactive XML).
 AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
 
-_MAC_RE = re.compile(r'^([0-9a-fA-F]{1,2})(?::([0-9a-fA-F]{1,2})){5}$')
-
-
 class InterfaceModelError(ValueError):
     """Invalid interface description; the message is meant for the user."""
 
@@ -118,17 +107,17 @@ def normalize_mac(mac):
     """
     if mac is None:
         return None
-    text = str(mac).strip()
-    if not _MAC_RE.match(text):
+    try:
+        text = norm_mac(mac)
+    except ModelError:
         raise InterfaceModelError(
             "malformed MAC address %r: expected six hex octets separated by ':', "
             "for example 52:54:00:12:34:56" % (mac,))
-    octets = ['%02x' % int(part, 16) for part in text.split(':')]
-    if int(octets[0], 16) & 1:
+    if int(text[:2], 16) & 1:
         raise InterfaceModelError(
             "MAC address %s is a multicast address; a guest interface needs a unicast MAC "
-            "(the first octet must be even, e.g. 52:54:00:...)" % ':'.join(octets))
-    return ':'.join(octets)
+            "(the first octet must be even, e.g. 52:54:00:...)" % text)
+    return text
 
 
 def random_mac(taken=()):

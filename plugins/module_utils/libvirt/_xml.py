@@ -24,6 +24,11 @@ except ImportError:  # pragma: no cover - reported by _connection.check_required
     etree = None
     HAS_LXML = False
 
+try:
+    string_types = (str, unicode)  # noqa: F821 pylint: disable=undefined-variable
+except NameError:
+    string_types = (str,)
+
 
 class ModelError(ValueError):
     """Invalid user input or XML; the message is meant for the user."""
@@ -59,7 +64,7 @@ def canonical_fragment(elem):
 
 
 def _canon(elem, parts):
-    if not isinstance(elem.tag, str) and not _is_text_type(elem.tag):
+    if not isinstance(elem.tag, string_types):
         return  # comments, processing instructions
     attrs = ''.join(' %s="%s"' % (k, v) for k, v in sorted(elem.attrib.items()))
     parts.append('<%s%s>' % (elem.tag, attrs))
@@ -72,13 +77,6 @@ def _canon(elem, parts):
         if tail:
             parts.append(tail)
     parts.append('</%s>' % elem.tag)
-
-
-def _is_text_type(value):
-    try:
-        return isinstance(value, basestring)  # noqa: F821 pylint: disable=undefined-variable
-    except NameError:
-        return isinstance(value, str)
 
 
 def sub(parent, tag, attrs=None, text=None):
