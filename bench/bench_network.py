@@ -22,7 +22,6 @@ extracted into a temporary collections path.
 Run:  .venv/bin/python bench/bench_network.py     (root; BENCH_RUNS=3 by default)
 """
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
 
+from _ansible import PlaybookRunner  # noqa: E402
 from _harness import Bench  # noqa: E402
 
 HOST = 'debian12-1'
@@ -141,42 +141,16 @@ def community_libvirt():
     return dest
 
 
-class Runner(object):
+class Runner(PlaybookRunner):
     def __init__(self, lab, theirs_path):
-        import labansible
-        self.lab = lab
-        self.env = labansible.ansible_env(lab)
-        self.env['ANSIBLE_COLLECTIONS_PATH'] = '%s:%s' % (os.path.join(ROOT, 'build', 'collections'), theirs_path)
-        self.bin = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
-        self.dir = tempfile.mkdtemp(prefix='bench-network-')
-        with open(os.path.join(self.dir, 'templates_net.xml.j2'), 'w') as fh:
-            fh.write(TEMPLATE)
+        super(Runner, self).__init__(
+            lab, HOST, 'bench-network-',
+            collections_path='%s:%s' % (os.path.join(ROOT, 'build', 'collections'), theirs_path))
         os.makedirs(os.path.join(self.dir, 'templates'))
-        shutil.move(os.path.join(self.dir, 'templates_net.xml.j2'), os.path.join(self.dir, 'templates', 'net.xml.j2'))
-        self.books = {}
+        with open(os.path.join(self.dir, 'templates', 'net.xml.j2'), 'w') as fh:
+            fh.write(TEMPLATE)
         for key, text in (('ours', OURS), ('theirs', THEIRS), ('theirs_modify', THEIRS_MODIFY)):
-            path = os.path.join(self.dir, '%s.yml' % key)
-            with open(path, 'w') as fh:
-                fh.write(text % {'host': HOST})
-            self.books[key] = path
-
-    def play(self, key, extra):
-        p = subprocess.run([self.bin, '-i', self.lab.inventory_path, self.books[key], '-e', json.dumps(extra)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                           env=self.env, cwd=self.dir, timeout=900, check=False)
-        doc = json.JSONDecoder().raw_decode(p.stdout[p.stdout.find('{'):])[0]
-        tasks = invocations = changed = failed = 0
-        for play in doc.get('plays', []):
-            for t in play.get('tasks', []):
-                tasks += 1
-                res = t['hosts'].get(HOST, {})
-                items = res.get('results') or [res]
-                invocations += len(items)
-                changed += sum(1 for r in items if r.get('changed'))
-                failed += sum(1 for r in items if r.get('failed'))
-        if failed or p.returncode:
-            raise RuntimeError('%s failed (rc=%d):\n%s' % (key, p.returncode, p.stdout[-3000:]))
-        return {'tasks': tasks, 'invocations': invocations, 'changed': changed}
+            self.add_book(key, text % {'host': HOST})
 
     def remove_all(self, side):
         for n in nets(side):

@@ -19,9 +19,7 @@ Run:  .venv/bin/python bench/bench_trace_rule.py    (root; lab name from BENCH_L
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,6 +27,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
 
+from _ansible import PlaybookRunner  # noqa: E402
 from _harness import Bench  # noqa: E402
 
 HOST = os.environ.get('BENCH_HOST', 'debian12-1')
@@ -49,35 +48,11 @@ BOOKS = {
 }
 
 
-class Runner(object):
+class Runner(PlaybookRunner):
     def __init__(self, lab):
-        import labansible
-        self.lab = lab
-        self.env = labansible.ansible_env(lab)
-        self.bin = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
-        self.dir = tempfile.mkdtemp(prefix='bench-trace-rule-')
-        self.books = {}
+        super(Runner, self).__init__(lab, HOST, 'bench-trace-rule-', facts=('invocations', 'changed'))
         for key, tasks in BOOKS.items():
-            path = os.path.join(self.dir, '%s.yml' % key)
-            with open(path, 'w') as fh:
-                json.dump([{'hosts': HOST, 'gather_facts': False, 'tasks': tasks}], fh)
-            self.books[key] = path
-
-    def play(self, key):
-        p = subprocess.run([self.bin, '-i', self.lab.inventory_path, self.books[key]], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, universal_newlines=True, env=self.env, cwd=self.dir, timeout=900, check=False)
-        doc = json.JSONDecoder().raw_decode(p.stdout[p.stdout.find('{'):])[0]
-        invocations = changed = failed = 0
-        for play in doc.get('plays', []):
-            for t in play.get('tasks', []):
-                res = t['hosts'].get(HOST, {})
-                items = res.get('results') or [res]
-                invocations += len(items)
-                changed += sum(1 for r in items if r.get('changed'))
-                failed += sum(1 for r in items if r.get('failed'))
-        if failed or p.returncode:
-            raise RuntimeError('%s failed (rc=%d):\n%s' % (key, p.returncode, p.stdout[-3000:]))
-        return {'invocations': invocations, 'changed': changed}
+            self.add_book(key, json.dumps([{'hosts': HOST, 'gather_facts': False, 'tasks': tasks}]))
 
     def raw_rules(self):
         out = self.lab.exec(HOST, ['iptables-save', '-t', 'raw']).stdout
