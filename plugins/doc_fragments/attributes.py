@@ -20,15 +20,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 '''
 
-    # The module runs on the hypervisor and needs libvirt-python there.
-    LIBVIRT = r'''
-options: {}
-attributes:
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-'''
-
     # An action plugin that drives the host with POSIX shell commands only.
     ACTIONGROUP_SHELL = r'''
 options: {}

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    """Connection options shared by the libvirt modules."""
+    """Connection options, requirements and platform shared by the libvirt modules."""
 
     DOCUMENTATION = r'''
 options:
@@ -23,4 +23,9 @@ requirements:
   - lxml (C(python3-lxml), C(python-lxml) on EL7) on the managed host
 notes:
   - Runs on the hypervisor; supports Python 2.7 (CentOS 7) and Python 3.6+.
+attributes:
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
 '''

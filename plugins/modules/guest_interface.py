@@ -27,7 +27,6 @@ author:
 extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes
-  - virtops.virtnet.attributes.LIBVIRT
 attributes:
   check_mode:
     support: full
@@ -35,8 +34,6 @@ attributes:
     support: full
     details:
       - The diff shows the interface XML of the persistent definition before and after.
-  platform:
-    platforms: posix
 options:
   domain:
     description:

@@ -31,7 +31,6 @@ author:
 extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes
-  - virtops.virtnet.attributes.LIBVIRT
 attributes:
   check_mode:
     support: full
@@ -41,8 +40,6 @@ attributes:
     support: full
     details:
       - Before and after persistent XML of the network.
-  platform:
-    platforms: posix
 options:
   name:
     description:

@@ -23,10 +23,6 @@ extends_documentation_fragment:
   - virtops.virtnet.libvirt
   - virtops.virtnet.attributes
   - virtops.virtnet.attributes.INFO_MODULE
-  - virtops.virtnet.attributes.LIBVIRT
-attributes:
-  platform:
-    platforms: posix
 options:
   name:
     description: Only this network. All networks when omitted.
