@@ -94,6 +94,7 @@ READONLY_KEYS = ('alias', 'address', 'host_bridge')
 # Host-side device names libvirt generates (and drops again from the inactive XML).
 AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
 
+
 class InterfaceModelError(ValueError):
     """Invalid interface description; the message is meant for the user."""
 
