@@ -2,25 +2,15 @@
 """guest_interface against a lab hypervisor: real libvirtd, diskless qemu/TCG domains.
 
 Run:  VIRTLAB_NAME=ifc .venv/bin/python -m pytest -q tests/integration/test_guest_interface.py
-Only the debian12 persona is needed (brought up here if the lab is not up yet).
+Uses debian12-1 of the session ``lab`` (conftest); the domains and host devices it creates are
+removed after the module.
 The diskless guests run no OS, so nothing answers an ACPI eject: live unplug always ends as
 ``pending`` (removed from the configuration, still in the running domain).
 """
-import importlib.util
-import os
 import re
-import sys
 import time
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lab'))
-import virtlab  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location('_virtnet_it_conftest', os.path.join(HERE, 'conftest.py'))
-_it = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_it)
 
 HOST = 'debian12-1'
 MOD = 'virtops.virtnet.guest_interface'
@@ -37,26 +27,23 @@ STOPPED_XML = """<domain type='qemu'>
 """
 
 
-@pytest.fixture(scope='module')
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip('the lab needs root')
-    the_lab = virtlab.Lab(os.environ.get('VIRTLAB_NAME') or 'ifc')
-    was_up = the_lab.is_up()
-    if not was_up or HOST not in the_lab.hosts:
-        the_lab.up(personas=['debian12'])
-    yield the_lab
-    if RUNNING in the_lab.state().get('guests', {}):
-        the_lab.guest_del(RUNNING)
-    the_lab.exec(HOST, ['virsh', 'undefine', STOPPED], check=False)
-    if not was_up and os.environ.get('VIRTLAB_KEEP') != '1':
-        the_lab.down()
+VETHS = []            # host devices made by veth(), removed after the module
+
+
+@pytest.fixture(scope='module', autouse=True)
+def cleanup(lab):
+    yield
+    if RUNNING in lab.state().get('guests', {}):
+        lab.guest_del(RUNNING)
+    lab.exec(HOST, ['virsh', 'undefine', STOPPED], check=False)
+    while VETHS:
+        lab.exec(HOST, ['ip', 'link', 'del', VETHS.pop()], check=False)
 
 
 @pytest.fixture(scope='module')
-def run(lab):
+def run(run_module):
     def _run(check=False, diff=False, **args):
-        return _it.module(lab, HOST, MOD, check=check, diff=diff, **args)
+        return run_module(HOST, MOD, check=check, diff=diff, **args)
     return _run
 
 
@@ -97,6 +84,7 @@ def stopped(lab):
 def veth(lab, name):
     if lab.exec(HOST, ['ip', 'link', 'show', name], check=False).returncode != 0:
         sh(lab, 'ip', 'link', 'add', name, 'type', 'veth', 'peer', 'name', name + 'p')
+        VETHS.append(name)
         sh(lab, 'ip', 'link', 'set', name, 'up')
         sh(lab, 'ip', 'link', 'set', name + 'p', 'up')
     return name

@@ -2,19 +2,15 @@
 """network / network_info against a lab hypervisor (real libvirtd, bridges, iptables).
 
 Run:  VIRTLAB_NAME=net .venv/bin/python -m pytest -q tests/integration/test_network*.py
-Only the debian12 persona is needed (brought up here if the lab is not up yet).
+Uses debian12-1 of the session ``lab`` (conftest); every test removes the networks and guests it
+creates, and the host devices below are removed after the module.
 """
 import json
-import os
-import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lab'))
-import virtlab  # noqa: E402
-from labansible import playbook  # noqa: E402
+from labansible import playbook  # tests/lab, put on sys.path by conftest
 
 HOST = 'debian12-1'
 NET = 'virtops.virtnet.network'
@@ -23,26 +19,23 @@ UPLINK = '10.44.32.217'
 BOND0 = '10.44.32.10'
 
 
-@pytest.fixture(scope='module')
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip('the lab needs root')
-    the_lab = virtlab.Lab(os.environ.get('VIRTLAB_NAME') or 'net')
-    was_up = the_lab.is_up()
-    if not was_up or HOST not in the_lab.hosts:
-        the_lab.up(personas=['debian12'])
-    # host devices for the bridge / macvtap pool modes
+HOST_DEVICES = ('brhost0', 'dum0', 'dum1', 'dum2')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def host_devices(lab):
+    """Host devices for the bridge / macvtap pool modes, removed again after the module."""
     for argv in (['ip', 'link', 'add', 'brhost0', 'type', 'bridge'],
                  # the lab kernel has no dummy driver: veth pairs stand for host NICs
                  ['ip', 'link', 'add', 'dum0', 'type', 'veth', 'peer', 'name', 'dum0p'],
                  ['ip', 'link', 'add', 'dum1', 'type', 'veth', 'peer', 'name', 'dum1p'],
                  ['ip', 'link', 'add', 'dum2', 'type', 'veth', 'peer', 'name', 'dum2p']):
-        the_lab.exec(HOST, argv, check=False)
-    for dev in ('brhost0', 'dum0', 'dum1', 'dum2'):
-        the_lab.exec(HOST, ['ip', 'link', 'set', dev, 'up'], check=False)
-    yield the_lab
-    if not was_up and os.environ.get('VIRTLAB_KEEP') != '1':
-        the_lab.down()
+        lab.exec(HOST, argv, check=False)
+    for dev in HOST_DEVICES:
+        lab.exec(HOST, ['ip', 'link', 'set', dev, 'up'], check=False)
+    yield HOST_DEVICES
+    for dev in HOST_DEVICES:
+        lab.exec(HOST, ['ip', 'link', 'del', dev], check=False)
 
 
 def run_on(lab, module, args, check=False, diff=False, play_vars=None):

@@ -10,20 +10,16 @@ Networks are defined with ``active: false``: most name host devices (eth1, br0, 
 the lab host does not have.
 
 Run:  VIRTLAB_NAME=net .venv/bin/python -m pytest -q tests/integration/test_network_corpus.py
+Uses debian12-1 of the session ``lab`` (conftest); every network it defines is undefined again.
 """
 import glob
 import json
 import os
-import sys
 
 import pytest
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network as N
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lab'))
-import virtlab  # noqa: E402
-from labansible import playbook  # noqa: E402
+from labansible import playbook  # tests/lab, put on sys.path by conftest
 
 HOST = 'debian12-1'
 
@@ -43,19 +39,6 @@ REJECTED_BY_LIBVIRT = {
     'passthrough-address-crash.xml': 'lists a device by PCI address',
     'passthrough-pf.xml': 'Unsupported <ip> element',
 }
-
-
-@pytest.fixture(scope='module')
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip('the lab needs root')
-    the_lab = virtlab.Lab(os.environ.get('VIRTLAB_NAME') or 'net')
-    was_up = the_lab.is_up()
-    if not was_up or HOST not in the_lab.hosts:
-        the_lab.up(personas=['debian12'])
-    yield the_lab
-    if not was_up and os.environ.get('VIRTLAB_KEEP') != '1':
-        the_lab.down()
 
 
 @pytest.fixture
