@@ -59,6 +59,19 @@ Nothing here raises on input text: unparsable trace lines are counted in ``stats
 The kernel may change an nft trace id on the way (IPv6 forwarding reallocates the skb): a new id
 at FORWARD/INPUT/POSTROUTING joins the open packet with the same IP ID / flow label.
 
+Fast path (1M-line logs; see bench/bench_trace_parse.py). Per line, ``run`` does one
+``str.find("TRACE: ")``; noise lines cost a few more C-level ``find`` calls and nothing else.
+Lines are not ``rstrip``-ed (a copy of every line): the line end stays part of the cache keys
+and is stripped only where a cache miss parses the text. Hop heads (``table:chain:kind:num``,
+and xtables' head plus rule text) are parsed once and cached with their summary label. Field
+blocks are parsed once per distinct text: consecutive hops of a packet repeat the same
+``IN=... SRC=...`` block, so the last one is kept with a ready-made hop template and each hop
+is one ``dict.copy`` plus ``update`` with the head's keys. Observed NAT is recorded hop by hop
+by comparing the ``(src, dst, sport, dport)`` tuples of consecutive field blocks (identical
+objects are skipped), so ``_finish`` does not walk the hops again. xtables' ``PACKET:`` lines
+are parsed into the same kind of record and kept per trace id (an ``OrderedDict`` bounded by
+``max_open``, oldest dropped in O(1)) until their ``TRACE:`` lines come.
+
 Grouping. Legacy lines carry no packet id: a packet starts at a hop in raw:PREROUTING or
 raw:OUTPUT; a later hop joins the most recent open packet of the same family, protocol and
 IP ID (IPv6: flow label) whose last hop comes before it in netfilter hook order (hook, then
@@ -70,7 +83,7 @@ in a chain the packet already went through, starts a new packet (the kernel reus
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import OrderedDict, deque
 
 DEFAULT_WINDOW = 2000
 DEFAULT_MAX_OPEN = 4096
@@ -101,6 +114,8 @@ _TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "
              "CT": "continue", "NOTRACK": "continue"}
 _NAT_FIELDS = ("src", "dst", "sport", "dport")
 _NAT_INDEX = ((4, "src"), (5, "dst"), (6, "sport"), (7, "dport"))
+_NAT_ENUM = tuple(enumerate(_NAT_FIELDS))
+_NO_NAT = (None, None, None, None)
 _EMPTY_HOP = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
               "rule": None, "in": None, "out": None, "physin": None, "physout": None, "src": None, "dst": None,
               "sport": None, "dport": None, "ttl": None, "time": None}
@@ -177,7 +192,7 @@ class _Packet(object):
     last_hook = last_table = last_prio = None
     last_num = -1
     seen = born = 0
-    chains = fields = ikey = aliases = labels = nat = None
+    chains = fields = ikey = aliases = labels = nat = nt = None
     done = False
 
     def __init__(self, serial, pid, source, family, proto, key):
@@ -377,6 +392,7 @@ def _xt_fields_slow(body):
 
 
 def _xt_template(f):
+    f["_nat"] = (f["src"], f["dst"], f["sport"], f["dport"])
     f["_hop"] = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
                  "rule": None, "in": f["in"], "out": f["out"], "physin": f["physin"], "physout": f["physout"],
                  "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"], "ttl": f["ttl"],
@@ -391,37 +407,50 @@ _XT_TCP = (" SYN", " ACK", " FIN", " RST", " PSH", " URG")
 
 
 def _xt_fields(body):
-    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``)."""
+    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``).
+
+    Returns the field dict of ``_xt_fields_slow`` (with ``_hop``, the hop template). Fast path:
+    one anchored regex for the fixed-order head, ``str.find`` for the ports.
+    """
     m = _XT_RE.match(body)
     if m is None:
         return _xt_fields_slow(body)
-    g = m.groups()
-    f = {"in": g[0] or None, "out": g[1] or None, "physin": g[2] or None, "physout": g[3] or None,
-         "src": g[4], "dst": g[5], "sport": None, "dport": None, "proto": None}
-    if g[6] is not None:
-        f["ttl"], f["ipid"] = int(g[6]), g[7]
+    i_n, out, physin, physout, src, dst, ttl4, id4, ttl6, id6 = m.groups()
+    if ttl4 is not None:
+        ttl, ipid = int(ttl4), id4
     else:
-        f["ttl"], f["ipid"] = int(g[8]), g[9]
-    end = m.end()
-    i = body.find(" SPORT=", end - 1)
+        ttl, ipid = int(ttl6), id6
+    sport = dport = proto = None
+    end = m.end() - 1
+    i = body.find(" SPORT=", end)
     if i >= 0:
         j = body.find(" DPORT=", i)
         if j > 0:
-            f["sport"] = _to_int(body[i + 7:j])
+            sport = _to_int(body[i + 7:j])
             k = body.find(" ", j + 7)
-            f["dport"] = _to_int(body[j + 7:k] if k >= 0 else body[j + 7:])
+            dport = _to_int(body[j + 7:k] if k >= 0 else body[j + 7:])
             tail = body[j:]
-            f["proto"] = "udp"
+            proto = "udp"
             for flag in _XT_TCP:
                 if flag in tail:
-                    f["proto"] = "tcp"
+                    proto = "tcp"
                     break
     else:
-        i = body.find(" PROTO=", end - 1)
+        i = body.find(" PROTO=", end)
         if i >= 0:
             k = body.find(" ", i + 7)
-            f["proto"] = (body[i + 7:k] if k >= 0 else body[i + 7:]).lower() or None
-    return _xt_template(f)
+            proto = (body[i + 7:k] if k >= 0 else body[i + 7:]).lower() or None
+    i_n = i_n or None
+    out = out or None
+    physin = physin or None
+    physout = physout or None
+    return {"in": i_n, "out": out, "physin": physin, "physout": physout, "src": src, "dst": dst,
+            "sport": sport, "dport": dport, "ttl": ttl, "ipid": ipid, "proto": proto,
+            "_nat": (src, dst, sport, dport),
+            "_hop": {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None,
+                     "verdict": None, "rule": None, "in": i_n, "out": out, "physin": physin,
+                     "physout": physout, "src": src, "dst": dst, "sport": sport, "dport": dport,
+                     "ttl": ttl, "time": None}}
 
 
 def _nft_fields(body):
@@ -490,7 +519,8 @@ class _Parser(object):
         self.heads = {}         # legacy "table:chain:kind:num" -> parsed tuple
         self.id_by_key = {}     # nft/xtables (family, proto, ip id) -> packet, to follow id changes
         self.xt_body = [None, None]
-        self.xt_pending = {}    # xtables trace id -> (family, fields of the last PACKET line, fresh)
+        # xtables trace id -> (family, fields of the last PACKET line, fresh), oldest first
+        self.xt_pending = OrderedDict()
 
     # ---------------------------------------------------------------- packet table
     def _new(self, pid, source, family, proto, key):
@@ -538,7 +568,9 @@ class _Parser(object):
     def _sweep(self):
         cutoff = self.tick - self.window
         queue = self.queue
-        while queue:
+        # at most one look at each packet: an old packet that is still active goes to the back,
+        # and would otherwise come round again and again (an endless loop)
+        for _dummy in range(len(queue)):
             pkt = queue[0]
             if pkt.born > cutoff:
                 break           # this one and all behind it are younger than the window
@@ -595,6 +627,9 @@ class _Parser(object):
         if rest == cache[0]:
             f = cache[1]
         else:
+            key_rest = rest
+            if rest[-1:] == "\n":
+                rest = rest.rstrip("\r\n")
             m = _LEGACY_RE.match(rest)
             if m is None:
                 return False
@@ -623,7 +658,7 @@ class _Parser(object):
                   "physin": g[2] or None, "physout": g[3] or None, "src": g[4], "dst": g[5],
                   "sport": sport, "dport": dport, "ttl": ttl, "time": None},
                  (g[4], g[5], sport, dport), family, proto)
-            cache[0] = rest
+            cache[0] = key_rest
             cache[1] = f
         if line[0] == "[":
             end = line.find("]")
@@ -695,10 +730,12 @@ class _Parser(object):
             if reused:
                 self._close(pkt)
                 pkt = None
+        if pkt is not None:
+            return pkt
         ikey = None
         if fields and fields.get("ipid") is not None:
             ikey = (family, fields.get("proto"), fields["ipid"])
-        if pkt is None and ikey is not None and hook not in (None, "PREROUTING", "OUTPUT"):
+        if ikey is not None and hook not in (None, "PREROUTING", "OUTPUT"):
             # the kernel may give a packet a new trace id on the way (e.g. IPv6 forwarding
             # reallocates the skb): join the open packet with the same IP ID / flow label
             cand = self.id_by_key.get(ikey)
@@ -709,14 +746,13 @@ class _Parser(object):
                     cand.aliases = []
                 cand.aliases.append(pid)
                 return cand
-        if pkt is None:
-            proto = fields.get("proto") if fields else None
-            pkt = self._new(pid, source, family, proto, None)
-            pkt.chains = set()
-            self.by_id[pid] = pkt
-            if ikey is not None:
-                pkt.ikey = ikey
-                self.id_by_key[ikey] = pkt
+        proto = fields.get("proto") if fields else None
+        pkt = self._new(pid, source, family, proto, None)
+        pkt.chains = set()
+        self.by_id[pid] = pkt
+        if ikey is not None:
+            pkt.ikey = ikey
+            self.id_by_key[ikey] = pkt
         return pkt
 
     def _xt_packet(self, line, at):
@@ -741,7 +777,7 @@ class _Parser(object):
         pending = self.xt_pending
         pending[pid] = (_FAMILIES.get(fam, fam), fields, True)
         if len(pending) > self.max_open:
-            del pending[next(iter(pending))]
+            pending.popitem(last=False)     # O(1), unlike del d[next(iter(d))] on a churning dict
         return True
 
     def _xt_head(self, head, rule_text):
@@ -782,13 +818,16 @@ class _Parser(object):
         if info is None:
             if not _is_hex(pid):
                 return False
+            key_rest = rest
+            if rest[-1:] == "\n":
+                rest = rest.rstrip("\r\n")
             head, _sp, rule_text = rest.partition(" ")
             info = self._xt_head(head, rule_text.strip())
             if info is None:
                 return False
             if len(self.heads) > 4096:
                 self.heads.clear()
-            self.heads[rest] = info
+            self.heads[key_rest] = info
         table, chain, kind, verdict, hook, label, hdict, rule_proto = info
         pending = self.xt_pending.get(pid)
         by_id = self.by_id
@@ -809,13 +848,36 @@ class _Parser(object):
             pkt.chains.add(chain_key)
             if pkt.labels is None:
                 pkt.labels = []
+                if not pkt.hops:
+                    pkt.nat = []    # observed NAT is recorded hop by hop (see below)
             if pending is not None:
                 self.xt_pending[pid] = (family, fields, False)
-        if pkt.proto is None:
-            pkt.proto = (fields["proto"] if fields else None) or rule_proto
-        hop = (fields["_hop"] if fields else _EMPTY_HOP).copy()
+        if fields is not None:
+            if pkt.proto is None:
+                pkt.proto = fields["proto"] or rule_proto
+            hop = fields["_hop"].copy()
+            nt = fields["_nat"]
+        else:
+            if pkt.proto is None:
+                pkt.proto = rule_proto
+            hop = _EMPTY_HOP.copy()
+            nt = _NO_NAT
         hop.update(hdict)
-        pkt.hops.append(hop)
+        hops = pkt.hops
+        nat = pkt.nat
+        if nat is not None and hops:
+            # same comparison as _finish's, between this hop and the previous one
+            last = pkt.nt
+            if nt is not last and nt != last:
+                index = len(hops)
+                for i, field in _NAT_ENUM:
+                    before = last[i]
+                    after = nt[i]
+                    if before != after and before is not None and after is not None:
+                        nat.append({"hop": index, "field": field, "before": before, "after": after,
+                                    "implied": False})
+        pkt.nt = nt
+        hops.append(hop)
         if pkt.labels is not None:
             pkt.labels.append(label)
         if hook is not None:
@@ -889,6 +951,7 @@ class _Parser(object):
                "dst": f.get("dst"), "sport": f.get("sport"), "dport": f.get("dport"),
                "ttl": f.get("ttl"), "time": None}
         pkt.hops.append(hop)
+        pkt.nat = None      # an xtables packet joined by an nft hop: _finish compares all hops
         pkt.last_table = table
         self._touch(pkt)
         if verdict in ("drop", "reject"):
@@ -902,6 +965,8 @@ class _Parser(object):
         n = trace = bad = suppressed = 0
         done = self.done
         legacy = self._legacy
+        xt_packet = self._xt_packet
+        xt_trace = self._xt_trace
         every = min(_SWEEP_EVERY, self.window)
         sweep_at = every
         try:
@@ -919,7 +984,11 @@ class _Parser(object):
                 if at < 0:
                     if line.startswith("PACKET: "):
                         trace += 1
-                        if not self._safe(self._xt_packet, line, 0):
+                        try:
+                            ok = xt_packet(line, 0)
+                        except Exception:  # never raise on input: count the line as malformed
+                            ok = False
+                        if not ok:
                             bad += 1
                         continue
                     at = line.find("trace id ")
@@ -940,12 +1009,11 @@ class _Parser(object):
                 else:
                     trace += 1
                     self.tick += 1
-                    if line[-1:] == "\n":
-                        line = line.rstrip("\r\n")
-                    c = line[at + 7:at + 8]
+                    # no rstrip here (a copy of every line): the line end stays in the cache keys
+                    # and is stripped where a cache miss parses the text
                     try:
-                        if c.isdigit():
-                            ok = self._xt_trace(line, at)
+                        if line[at + 7:at + 8].isdigit():
+                            ok = xt_trace(line, at)
                         else:
                             ok = legacy(line, at, cache)
                     except Exception:  # never raise on input: count the line as malformed

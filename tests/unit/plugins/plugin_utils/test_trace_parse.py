@@ -460,3 +460,20 @@ def test_file_lines_with_newlines(name, tmp_path):
     expected = tp.parse(fixture(name))
     assert from_file["packets"] == expected["packets"]
     assert from_file["stats"] == expected["stats"]
+
+
+def test_small_window_long_lived_packet_terminates():
+    """A packet older than the window but still active is looked at once per sweep, not forever.
+
+    (The sweep used to put such a packet back at the end of the queue and meet it again: an
+    endless loop when every open packet was old and active.)
+    """
+    lines = [line for line in fixture("legacy_dmesg.txt").splitlines() if "TRACE: " in line][:8]
+    xt = [line for line in fixture("xtables_monitor_trace.txt").splitlines()
+          if line.startswith(("PACKET: ", " TRACE: "))][:12]
+    for text, window in (("\n".join(lines), 2), ("\n".join(xt), 3)):
+        whole = tp.parse(text)
+        for w in (1, window):
+            result = tp.parse(text, window=w)
+            assert result["stats"]["trace_lines"] == whole["stats"]["trace_lines"]
+            assert sum(len(p["hops"]) for p in result["packets"]) == sum(len(p["hops"]) for p in whole["packets"])
