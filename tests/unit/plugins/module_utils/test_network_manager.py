@@ -193,8 +193,9 @@ def test_conflicts(params, needle):
 
 def test_inactive_definition_only_warns():
     conn = FakeConn()
-    params = dict(NEW, forward='route', forward_dev='eth5', ips=[{'address': '192.168.122.200', 'prefix': 30}])
-    res = run(conn, active=False, **params)
+    params = dict(NEW)
+    params.update(forward='route', forward_dev='eth5', ips=[{'address': '192.168.122.200', 'prefix': 30}], active=False)
+    res = run(conn, **params)
     assert not res.failed
     assert any('eth5' in w for w in res.result['warnings'])
     assert any('cannot be active at the same time' in w for w in res.result['warnings'])

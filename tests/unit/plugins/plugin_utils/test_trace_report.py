@@ -100,7 +100,7 @@ def test_html_in_headless_chromium(seed_packets, tmp_path):
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                            "--screenshot=%s" % png, "--window-size=1400,1000", "file://%s" % html],
                           capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
-                          env=dict(os.environ, HOME=str(tmp_path)))
+                          env=dict(os.environ, HOME=str(tmp_path)), check=False)
     assert png.exists(), proc.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
