@@ -13,6 +13,8 @@ COLL_LINK := $(COLL)/ansible_collections/virtops/virtnet
 SANITY    := $(BUILD)/sanity/ansible_collections/virtops/virtnet
 PYTHON    ?= python3
 PYTEST_ARGS ?=
+# integration tests run in parallel, one lab per worker, a test file per worker at a time
+IT_WORKERS ?= 3
 SANITY_ARGS ?=
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLL)
@@ -30,7 +32,7 @@ APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qem
 help:
 	@echo "make demo      - bring up a lab hypervisor, trace a NAT'd guest connection, explain it"
 	@echo "make test      - everything CI runs: unit, integration (lab), sanity, lint, vermin, molecule, 2.16 lane"
-	@echo "make unit | integration | sanity | lint | vermin | molecule | compat | bench"
+	@echo "make unit | integration | sanity | lint | vermin | molecule [SCENARIO=trace] | compat | bench"
 	@echo "make lab-up | lab-down | build | collection-check | clean"
 
 ## --- set-up -------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ unit: venv link
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 integration: deps
-	$(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m integration -n $(IT_WORKERS) --dist load --durations=15 tests/integration $(PYTEST_ARGS)
 
 vermin: venv
 	$(VENV)/bin/vermin -q --no-tips --violations --eval-annotations -t=2.7- -t=3.6- plugins/modules plugins/module_utils
@@ -99,7 +101,7 @@ lint: venv link
 
 molecule: deps
 	@if ls molecule/*/molecule.yml >/dev/null 2>&1; then \
-	  cd $(ROOT) && $(VENV)/bin/molecule test --all; \
+	  cd $(ROOT) && $(VENV)/bin/molecule test $(if $(SCENARIO),-s $(SCENARIO),--all); \
 	else echo ">>> no molecule scenarios yet"; fi
 
 collection-check: build

@@ -575,11 +575,6 @@ def diagnose_empty(source, facts, snapshots, cut=None, raw_count=0, foreign=0, f
     if source == 'kernel_log' and cut and not cut.get('start'):
         causes.append('the start marker was not found in the kernel log: the ring buffer wrapped during the '
                       'capture (too much traffic traced, or a small log_buf_len), or the log is not readable')
-    if raw_count and not flow_dropped and foreign >= raw_count:
-        causes.append('%d trace lines were captured, all from other network namespaces sharing this kernel '
-                      '(other hosts or containers)' % raw_count)
-    if flow_dropped:
-        causes.append('%d traced packets were captured but none matched the flow filter (match)' % flow_dropped)
     pf = 10 if family == 'ipv6' else 2
     if source == 'kernel_log':
         bound = (facts.get('nf_log_sysctl') or {}).get(pf, 'unknown')
@@ -593,6 +588,11 @@ def diagnose_empty(source, facts, snapshots, cut=None, raw_count=0, foreign=0, f
             causes.append('the host runs in a non-initial network namespace: kernels from 4.11 log its lines '
                           'only with net.netfilter.nf_log_all_netns=1 on the machine (%s here)' % (
                               'unreadable' if facts.get('nf_log_all_netns') is None else '0'))
+    if raw_count and not flow_dropped and foreign >= raw_count:
+        causes.append('%d trace lines were captured, all from other network namespaces sharing this kernel '
+                      '(other hosts or containers)' % raw_count)
+    if flow_dropped:
+        causes.append('%d traced packets were captured but none matched the flow filter (match)' % flow_dropped)
     rules = []
     for fam, text in (snapshots or {}).items():
         rules.extend(trace_rules_in(text))

@@ -28,6 +28,9 @@ def lab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     name = os.environ.get("VIRTLAB_NAME") or "it"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest -n N: one lab per worker (gw0, gw1, ...)
+    if worker:
+        name = "%s-%s" % (name, worker)
     the_lab = virtlab.Lab(name)
     was_up = the_lab.is_up()
     keep = os.environ.get("VIRTLAB_KEEP") == "1"
