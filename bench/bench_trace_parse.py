@@ -91,7 +91,7 @@ def _ours(path):
         stats = {}
         cpu = time.process_time()
         with open(path, encoding="utf-8") as fh:
-            packets = sum(1 for _ in iter_packets(fh, stats=stats))
+            packets = sum(1 for dummy in iter_packets(fh, stats=stats))
         return {"packets": packets, "trace_lines": stats["trace_lines"], "malformed": stats["malformed"],
                 "cpu_s": round(time.process_time() - cpu, 3)}
     return run

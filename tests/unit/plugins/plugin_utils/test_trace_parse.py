@@ -161,7 +161,7 @@ def test_legacy_ipv6_icmp_output_fragments(legacy):
 
 def test_interleaved_packets_are_grouped(seed_text, legacy):
     seed = seed_trace_lines(seed_text)
-    nat_flow = [line for line in fixture("legacy_dmesg.txt").splitlines()][:13]   # SYN (8 hops) + SYN-ACK (5)
+    nat_flow = fixture("legacy_dmesg.txt").splitlines()[:13]   # SYN (8 hops) + SYN-ACK (5)
     mixed = [x for pair in itertools.zip_longest(seed, nat_flow) for x in pair if x is not None]
     packets = tp.parse(mixed)["packets"]
     assert len(packets) == 3
@@ -391,12 +391,12 @@ def test_streaming_memory_is_flat():
     def peak(repeat):
         tracemalloc.start()
         stats = {}
-        count = sum(1 for _ in tp.iter_packets(source(repeat), stats=stats))
+        count = sum(1 for dummy in tp.iter_packets(source(repeat), stats=stats))
         peak_bytes = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak_bytes, count, stats
 
-    small, n_small, _ = peak(20)
+    small, n_small, dummy = peak(20)
     large, n_large, stats = peak(200)
     assert n_large == 10 * n_small and stats["lines"] == 200 * 2 * len(base)
     assert large < small * 2 + 2_000_000, (small, large)
