@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Interface model: XML <-> model round trips, normalisation, validation, comparison."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import pytest
 from lxml import etree
 

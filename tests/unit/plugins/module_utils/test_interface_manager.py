@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """GuestInterfaceManager (_domain.py) against a fake libvirt connection: planning, live/config
 split, policies, unplug wait, shared memory, errors."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import pytest
 from lxml import etree
 

@@ -2,6 +2,10 @@
 """The model is the network module's input: every model key is an option, and every model read
 from libvirt's corpus passes the module's argument spec unchanged (network_info output is valid
 input to network)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import glob
 import os
 

@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """NetworkManager against a fake libvirt connection and a fake host (no libvirtd, no root)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import types
 
 import pytest

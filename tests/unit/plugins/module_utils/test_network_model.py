@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Network model: XML <-> model, canonical comparison, validation, and the libvirt corpus."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import glob
 import os
 

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Planner: which differences go live through virNetworkUpdate and which need redefine/restart;
 host readers (routes, firewall)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
 import copy
 
 import pytest
