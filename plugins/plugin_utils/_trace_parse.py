@@ -162,8 +162,11 @@ def _header_time(prefix):
     return None
 
 
-def _hook_of_nft(chain, fields):
-    """Netfilter hook of an nft chain: from its name when it says, else from iif/oif."""
+def hook_of_chain(chain, fields=None):
+    """Netfilter hook of a chain: from its name when it says (nft/builtin names), else from in/out.
+
+    ``fields`` is a hop (or field dict) with ``in``/``out``; ``None`` when the interfaces must not be
+    used to guess (legacy user chains). The report draws hops with the same function."""
     low = chain.lower()
     if "prerout" in low or low in ("pre", "prer", "dstnat"):
         return "PREROUTING"
@@ -184,6 +187,9 @@ def _hook_of_nft(chain, fields):
     if fields.get("out"):
         return "OUTPUT"
     return None
+
+
+_hook_of_nft = hook_of_chain
 
 
 class _Packet(object):

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from html import escape
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import hook_of_chain
+
 _ARROW = "\u2192"
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -65,27 +67,8 @@ def _hook_of(hop, previous):
     upper = chain.upper()
     if upper in _HOOK_TABLES:
         return upper
-    low = chain.lower()
-    for hint, hook in (("prerout", "PREROUTING"), ("postrout", "POSTROUTING"), ("forward", "FORWARD"),
-                       ("input", "INPUT"), ("output", "OUTPUT")):
-        if hint in low:
-            return hook
-    if low in ("pre", "dstnat"):
-        return "PREROUTING"
-    if low in ("post", "srcnat"):
-        return "POSTROUTING"
-    if low in ("in",):
-        return "INPUT"
-    if low in ("out",):
-        return "OUTPUT"
-    if hop.get("source") != "legacy" and previous is None:
-        if hop.get("in") and hop.get("out"):
-            return "FORWARD"
-        if hop.get("in"):
-            return "PREROUTING"
-        if hop.get("out"):
-            return "OUTPUT"
-    return previous
+    guess_from = hop if hop.get("source") != "legacy" and previous is None else None
+    return hook_of_chain(chain, guess_from) or previous
 
 
 def _hops(packet):
