@@ -34,6 +34,8 @@ import ipaddress
 import re
 import secrets
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
+
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
            'check_capture_id', 'marker', 'parse_sections', 'parse_state', 'parse_ifaces', 'parse_addrs',
            'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
@@ -540,22 +542,20 @@ def add_nat_notes(packets):
 
 
 # ---------------------------------------------------------------------------------------- diagnosis
-_TAG_RE = re.compile(r'virtnet:[^\s"]*')
 _EXP_RE = re.compile(r':exp=(\d+)')
 
 
 def trace_rules_in(save_text):
     """TRACE rules in the raw table of an ``iptables-save`` text: list of dict(rule, ours, expires)."""
     out = []
-    table = None
-    for line in (save_text or '').splitlines():
-        if line.startswith('*'):
-            table = line[1:].strip()
-            continue
-        if table == 'raw' and line.startswith('-A ') and re.search(r'-j TRACE\b', line):
-            tag = _TAG_RE.search(line)
-            exp = _EXP_RE.search(line)
-            out.append(dict(rule=line, ours=bool(tag), expires=int(exp.group(1)) if exp else None))
+    for rule in parse_save(save_text).rules('raw'):
+        tokens = rule.tokens
+        if any(tok == '-j' and nxt == 'TRACE' for tok, nxt in zip(tokens, tokens[1:])):
+            # ours: any virtnet: comment (also rule sets tagged by hand), expiry as trace_rule writes it
+            comment = rule.comment or ''
+            exp = _EXP_RE.search(comment)
+            out.append(dict(rule=rule.line, ours=comment.startswith('virtnet:'),
+                            expires=int(exp.group(1)) if exp else None))
     return out
 
 

@@ -168,7 +168,8 @@ def parse_save(text):
             continue
         elif line.startswith(':'):
             parts = line[1:].split()
-            current['chains'][parts[0]] = parts[1] if len(parts) > 1 else '-'
+            if parts:
+                current['chains'][parts[0]] = parts[1] if len(parts) > 1 else '-'
         elif line.startswith('-A '):
             tokens = _split(line)
             chain = tokens[1] if len(tokens) > 1 else ''

@@ -85,6 +85,8 @@ from __future__ import annotations
 import re
 from collections import OrderedDict, deque
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
+
 DEFAULT_WINDOW = 2000
 DEFAULT_MAX_OPEN = 4096
 _SWEEP_EVERY = 256
@@ -1218,30 +1220,18 @@ def parse_log_entries(lines):
 
 # ------------------------------------------------------------------------------ iptables-save
 def parse_iptables_save(text):
-    """``iptables-save`` text -> ``{table: {'policies': {chain: policy}, 'rules': {chain: [line]}}}``."""
+    """``iptables-save`` text -> ``{table: {'policies': {chain: policy}, 'rules': {chain: [line]}}}``.
+
+    A view of ``_ruleset.parse_save`` (the collection's one iptables-save parser) keyed for ``annotate``."""
     tables = {}
-    current = None
     if not isinstance(text, str):
         return tables
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("*"):
-            current = tables.setdefault(line[1:].strip(), {"policies": {}, "rules": {}})
-        elif current is None:
-            continue
-        elif line.startswith(":"):
-            words = line[1:].split()
-            if words:
-                current["policies"][words[0]] = words[1] if len(words) > 1 else "-"
-                current["rules"].setdefault(words[0], [])
-        elif line.startswith("-A "):
-            words = line.split(None, 2)
-            if len(words) >= 2:
-                current["rules"].setdefault(words[1], []).append(line)
-        elif line == "COMMIT":
-            current = None
+    for name, table in parse_save(text).tables.items():
+        rules = {chain: [] for chain in table["chains"]}
+        for rule in table["rules"]:
+            if rule.chain:
+                rules.setdefault(rule.chain, []).append(rule.line)
+        tables[name] = {"policies": dict(table["chains"]), "rules": rules}
     return tables
 
 
