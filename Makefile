@@ -11,7 +11,10 @@ BUILD     := $(ROOT)/build
 COLL      := $(BUILD)/collections
 COLL_LINK := $(COLL)/ansible_collections/virtops/virtnet
 SANITY    := $(BUILD)/sanity/ansible_collections/virtops/virtnet
-PYTHON    ?= python3
+# Debian's own python3 (built with PGO/LTO, the interpreter `apt install ansible` runs on) rather than
+# whatever `python3` is first on PATH (this image's pyenv build is compiled without optimisations and
+# runs the trace parser about a quarter slower; bench/results/trace_parse.json records the interpreter).
+PYTHON    ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 PYTEST_ARGS ?=
 # integration tests run in parallel, one lab per worker, a test file per worker at a time
 IT_WORKERS ?= 3
@@ -24,7 +27,7 @@ export PATH := $(VENV)/bin:$(PATH)
 
 APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
   dnsmasq-base iptables nftables openssh-server openssh-client iproute2 python3-libvirt \
-  python3-lxml bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping
+  python3-lxml python3-venv bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping
 
 .PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
   molecule test demo lab-up lab-down bench build collection-check clean

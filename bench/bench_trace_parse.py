@@ -45,6 +45,22 @@ NOISE = [
 ]
 
 
+_PORT_RE = re.compile(r"\b(SPT|DPT|SPORT|DPORT)=(\d+)")
+_SERVICE_PORTS = frozenset((3128, 3999))
+
+
+def _new_connection(line, copy):
+    """Each copy of the captured lines is a new connection: new IP IDs (above) and a new ephemeral
+    port, the same in both directions, so no two copies share a field block (no cache can hit
+    across copies more than it would on a real trace of many connections to one service)."""
+    def port(m):
+        value = int(m.group(2))
+        if value in _SERVICE_PORTS:
+            return m.group(0)
+        return "%s=%d" % (m.group(1), 32768 + (value + copy * 7) % 28000)
+    return _PORT_RE.sub(port, line)
+
+
 def _kernel_log(path, lines):
     src = [line for line in open(os.path.join(FIXTURES, "legacy_dmesg.txt"), encoding="utf-8").read().splitlines()
            if "TRACE: " in line]
@@ -57,6 +73,7 @@ def _kernel_log(path, lines):
             copy += 1
             for line in src:
                 line = idre.sub(lambda m: " %s=%d" % (m.group(1), (int(m.group(2)) + copy * 7919) % 65536), line, 1)
+                line = _new_connection(line, copy)
                 noise = rnd.choice(NOISE) % (copy * 0.001, copy % 1000, copy, copy % 7, copy % 13)
                 out.write(line + "\n" + noise + "\n")
                 written += 2
@@ -69,6 +86,7 @@ def _xtables_log(path, lines):
     src = [line for line in open(os.path.join(FIXTURES, "xtables_monitor_trace.txt"), encoding="utf-8").read().splitlines()
            if line.startswith(("PACKET: ", " TRACE: "))]
     idre = re.compile(r"^( ?(?:PACKET|TRACE): \d+ )([0-9a-f]{8})")
+    ipid = re.compile(r" ID=(\d+)")
     written = 0
     copy = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -77,6 +95,8 @@ def _xtables_log(path, lines):
             for line in src:
                 line = idre.sub(lambda m: m.group(1) + "%08x" % ((int(m.group(2), 16) + copy * 2654435761) & 0xFFFFFFFF),
                                 line, 1)
+                line = ipid.sub(lambda m: " ID=%d" % ((int(m.group(1)) + copy * 7919) % 65536), line, 1)
+                line = _new_connection(line, copy)
                 out.write(line + "\n")
                 written += 1
                 if written >= lines:

@@ -115,7 +115,6 @@ _TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "
              "DNAT": "accept", "REDIRECT": "accept", "NETMAP": "accept", "TPROXY": "accept",
              "CT": "continue", "NOTRACK": "continue"}
 _NAT_FIELDS = ("src", "dst", "sport", "dport")
-_NAT_INDEX = ((4, "src"), (5, "dst"), (6, "sport"), (7, "dport"))
 _NAT_ENUM = tuple(enumerate(_NAT_FIELDS))
 _NO_NAT = (None, None, None, None)
 _EMPTY_HOP = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
@@ -201,7 +200,8 @@ class _Packet(object):
     last_num = -1
     seen = born = 0
     chains = fields = ikey = aliases = labels = nat = nt = None
-    done = False
+    implied = fverdict = None   # xtables hops: implied NAT entries and final verdict, kept hop by hop
+    done = untracked = False    # untracked: an nft hop joined, _finish walks the hops
 
     def __init__(self, serial, pid, source, family, proto, key):
         self.serial = serial
@@ -267,15 +267,22 @@ def _finish(pkt):
                                 "implied": False})
             prev = hop
     verdict = None
-    for index, hop in enumerate(hops if pkt.source != "legacy" else ()):
-        if hop["rule"] is not None and hop["kind"] == "rule":
-            nat.extend(_implied_nat(index, hop))
-        v = hop["verdict"]
-        if v is not None:
-            if v in ("drop", "reject", "queue"):
-                verdict = v
-            elif v == "accept" and verdict not in ("drop", "reject", "queue"):
-                verdict = v
+    if pkt.source == "legacy":
+        pass
+    elif not pkt.untracked:
+        if pkt.implied:
+            nat.extend(pkt.implied)
+        verdict = pkt.fverdict
+    else:
+        for index, hop in enumerate(hops):
+            if hop["rule"] is not None and hop["kind"] == "rule":
+                nat.extend(_implied_nat(index, hop))
+            v = hop["verdict"]
+            if v is not None:
+                if v in ("drop", "reject", "queue"):
+                    verdict = v
+                elif v == "accept" and verdict not in ("drop", "reject", "queue"):
+                    verdict = v
     if pkt.labels is not None:
         summary = " \u2192 ".join(pkt.labels)
     else:
@@ -396,33 +403,139 @@ def _xt_fields_slow(body):
             f["proto"] = v.lower()
     if f["proto"] is None and f["sport"] is not None:
         f["proto"] = "tcp" if tcp else "udp"
-    return _xt_template(f)
-
-
-def _xt_template(f):
-    f["_nat"] = (f["src"], f["dst"], f["sport"], f["dport"])
-    f["_hop"] = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
-                 "rule": None, "in": f["in"], "out": f["out"], "physin": f["physin"], "physout": f["physout"],
-                 "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"], "ttl": f["ttl"],
-                 "time": None}
     return f
+
+
+def _hop_template(i_n, out, physin, physout, src, dst, sport, dport, ttl):
+    """A hop dict with the packet fields filled in (the schema's key order)."""
+    return {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
+            "rule": None, "in": i_n, "out": out, "physin": physin, "physout": physout, "src": src, "dst": dst,
+            "sport": sport, "dport": dport, "ttl": ttl, "time": None}
+
+
+class _Cache(dict):
+    """A dict that forgets everything when it grows past 1024 entries (bounded memory)."""
+
+    def put(self, key, value):
+        if len(self) > 1024:
+            self.clear()
+        self[key] = value
+        return value
+
+
+# Field blocks (a legacy TRACE line after its head, an xtables PACKET line after its id) are split
+# around the IP ID (IPv6: the flow label). The part before it -- interfaces, MACs, addresses,
+# length, TTL -- repeats across the packets of a flow: it is parsed once with an anchored regex and
+# cached, with a hop template whose ports are left empty. The ID and the part after it (protocol,
+# ports, flags; unique per packet) are read with str.find. Hops are built as template.copy() plus
+# the head's keys, the ports and the time. Blocks the split does not fit go to the *_regex
+# functions (one regex over the whole block, as before the split), so the output never depends on
+# which path read a block.
+_XT_HEAD = r"(?:IN=(\S*) )?(?:OUT=(\S*) )?(?:PHYSIN=(\S*) )?(?:PHYSOUT=(\S*) )?(?:MAC\S* )*SRC=(\S+) DST=(\S+) LEN=\d+ "
+_XT_BEFORE = (re.compile(_XT_HEAD + r"TOS=\S+ TTL=(\d+)\Z"), re.compile(_XT_HEAD + r"TC=\S+ HOPLIMIT=(\d+)\Z"))
+_LEGACY_HEAD = r"IN=(\S*) OUT=(\S*) (?:PHYSIN=(\S*) )?(?:PHYSOUT=(\S*) )?(?:MAC=\S* )?SRC=(\S+) DST=(\S+) LEN=\d+ "
+_LEGACY_BEFORE = (re.compile(_LEGACY_HEAD + r"TOS=\S+ PREC=\S+ TTL=(\d+)\Z"),
+                  re.compile(_LEGACY_HEAD + r"TC=\d+ HOPLIMIT=(\d+)\Z"))
+_XT_TCP = (" SYN", " ACK", " FIN", " RST", " PSH", " URG")
+
+
+def _before(text, regexes, v6):
+    """The part of a field block before the IP ID -> (src, dst, hop template without ports), or ()."""
+    m = regexes[v6].match(text)
+    if m is None:
+        return ()
+    i_n, out, physin, physout, src, dst, ttl = m.groups()
+    return (src, dst, _hop_template(i_n or None, out or None, physin or None, physout or None, src, dst,
+                                    None, None, int(ttl)))
+
+
+def _split(block, regexes, cache4, cache6):
+    """(before, start of the ID's value, ipv6) of a field block, or None when the split does not fit."""
+    i = block.find(" ID=")
+    if i >= 0:
+        text = block[:i]
+        before = cache4.get(text)
+        if before is None and " FLOWLBL=" not in text:
+            before = cache4.put(text, _before(text, regexes, 0))
+        if before:
+            return before, i + 4, False
+    # IPv6 (an ICMPv6 echo has an " ID=" of its own, after the flow label: never cached as IPv4)
+    i = block.find(" FLOWLBL=")
+    if i < 0:
+        return None
+    text = block[:i]
+    before = cache6.get(text)
+    if before is None:
+        before = cache6.put(text, _before(text, regexes, 1))
+    if before:
+        return before, i + 9, True
+    return None
+
+
+def _xt_record(f):
+    """The slow parser's field dict -> the record ``_xt_fields`` returns."""
+    return (f["proto"], f["ipid"], _hop_template(f["in"], f["out"], f["physin"], f["physout"], f["src"], f["dst"],
+                                                  f["sport"], f["dport"], f["ttl"]),
+            (f["src"], f["dst"], f["sport"], f["dport"]), f["sport"], f["dport"])
+
+
+def _xt_after(b):
+    """Fields after the IP ID (``" DF SPORT=1 DPORT=2 SYN ..."``): (sport, dport, proto)."""
+    sport = dport = proto = None
+    i = b.find(" SPORT=")
+    if i >= 0:
+        j = b.find(" DPORT=", i)
+        if j > 0:
+            sport = _to_int(b[i + 7:j])
+            k = b.find(" ", j + 7)
+            dport = _to_int(b[j + 7:k] if k >= 0 else b[j + 7:])
+            tail = b[j:]
+            proto = "udp"
+            for flag in _XT_TCP:
+                if flag in tail:
+                    proto = "tcp"
+                    break
+    else:
+        i = b.find(" PROTO=")
+        if i >= 0:
+            k = b.find(" ", i + 7)
+            proto = (b[i + 7:k] if k >= 0 else b[i + 7:]).lower() or None
+    return sport, dport, proto
+
+
+def _xt_fields(body, caches):
+    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``).
+
+    Returns ``(proto, ipid, hop template, (src, dst, sport, dport), sport, dport)``. ``caches`` is the
+    parser's (before IPv4, before IPv6, after) tuple of ``_Cache``.
+    """
+    split = _split(body, _XT_BEFORE, caches[0], caches[1])
+    if split is None:
+        return _xt_fields_regex(body)
+    (src, dst, template), at, _v6 = split
+    j = body.find(" ", at)
+    ipid = body[at:j] if j >= 0 else body[at:]
+    if not ipid.isdecimal():
+        return _xt_fields_regex(body)
+    b = body[j:] if j >= 0 else ""
+    after = caches[2].get(b)
+    if after is None:
+        after = caches[2].put(b, _xt_after(b))
+    sport, dport, proto = after
+    return (proto, ipid, template, (src, dst, sport, dport), sport, dport)
 
 
 _XT_RE = re.compile(
     r"(?:IN=(\S*) )?(?:OUT=(\S*) )?(?:PHYSIN=(\S*) )?(?:PHYSOUT=(\S*) )?(?:MAC\S* )*SRC=(\S+) DST=(\S+) LEN=\d+ "
     r"(?:TOS=\S+ TTL=(\d+) ID=(\d+)|TC=\S+ HOPLIMIT=(\d+) FLOWLBL=(\d+))")
-_XT_TCP = (" SYN", " ACK", " FIN", " RST", " PSH", " URG")
 
 
-def _xt_fields(body):
-    """Fields of an ``xtables-monitor`` PACKET line body (after ``PACKET: fam id ``).
-
-    Returns the field dict of ``_xt_fields_slow`` (with ``_hop``, the hop template). Fast path:
-    one anchored regex for the fixed-order head, ``str.find`` for the ports.
-    """
+def _xt_fields_regex(body):
+    """``_xt_fields`` for the bodies its split does not fit: one anchored regex for the fixed-order
+    head, ``str.find`` for the ports, ``_xt_fields_slow`` when even that does not match."""
     m = _XT_RE.match(body)
     if m is None:
-        return _xt_fields_slow(body)
+        return _xt_record(_xt_fields_slow(body))
     i_n, out, physin, physout, src, dst, ttl4, id4, ttl6, id6 = m.groups()
     if ttl4 is not None:
         ttl, ipid = int(ttl4), id4
@@ -452,13 +565,72 @@ def _xt_fields(body):
     out = out or None
     physin = physin or None
     physout = physout or None
-    return {"in": i_n, "out": out, "physin": physin, "physout": physout, "src": src, "dst": dst,
-            "sport": sport, "dport": dport, "ttl": ttl, "ipid": ipid, "proto": proto,
-            "_nat": (src, dst, sport, dport),
-            "_hop": {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None,
-                     "verdict": None, "rule": None, "in": i_n, "out": out, "physin": physin,
-                     "physout": physout, "src": src, "dst": dst, "sport": sport, "dport": dport,
-                     "ttl": ttl, "time": None}}
+    return (proto, ipid, _hop_template(i_n, out, physin, physout, src, dst, sport, dport, ttl), (src, dst, sport, dport),
+            sport, dport)
+
+
+def _legacy_fields_regex(rest):
+    """``_legacy_fields`` for the field blocks its split does not fit: one regex for the fixed-order
+    head, ``str.find`` for the protocol and ports."""
+    m = _LEGACY_RE.match(rest)
+    if m is None:
+        return None
+    g = m.groups()
+    if g[6] is not None:
+        family, ttl, ipid = "ipv4", int(g[6]), g[7]
+    else:
+        family, ttl, ipid = "ipv6", int(g[8]), g[9]
+    proto = sport = dport = None
+    p = rest.find(" PROTO=", m.end() - 1)
+    if p >= 0:
+        p += 7
+        e = rest.find(" ", p)
+        proto = rest[p:e] if e >= 0 else rest[p:]
+        proto = _PROTO_NAMES.get(proto) or proto.lower()
+        if e >= 0 and rest.startswith(" SPT=", e):
+            e2 = rest.find(" DPT=", e + 5)
+            if e2 > 0:
+                sport = _to_int(rest[e + 5:e2])
+                e3 = rest.find(" ", e2 + 5)
+                dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+    src, dst = g[4], g[5]
+    return (src, dst, sport, dport, "%s %s %s" % (family, proto, ipid),
+            _hop_template(g[0] or None, g[1] or None, g[2] or None, g[3] or None, src, dst, sport, dport, ttl),
+            (src, dst, sport, dport), family, proto)
+
+
+def _legacy_fields(rest, caches):
+    """Field block of a legacy TRACE line (the text after the head) -> record, or None.
+
+    Record: (src, dst, sport, dport, grouping key, hop template, (src, dst, sport, dport), family, proto).
+    ``caches`` is the parser's (before IPv4, before IPv6) tuple of ``_Cache``."""
+    if rest[-1:] == "\n":
+        rest = rest.rstrip("\r\n")
+    split = _split(rest, _LEGACY_BEFORE, caches[0], caches[1])
+    if split is None:
+        return _legacy_fields_regex(rest)
+    (src, dst, template), at, v6 = split
+    j = rest.find(" ", at)
+    ipid = rest[at:j] if j >= 0 else rest[at:]
+    if not ipid.isdecimal():
+        return _legacy_fields_regex(rest)
+    proto = sport = dport = None
+    if j >= 0:
+        p = rest.find(" PROTO=", j)
+        if p >= 0:
+            p += 7
+            e = rest.find(" ", p)
+            proto = rest[p:e] if e >= 0 else rest[p:]
+            proto = _PROTO_NAMES.get(proto) or proto.lower()
+            if e >= 0 and rest.startswith(" SPT=", e):
+                e2 = rest.find(" DPT=", e + 5)
+                if e2 > 0:
+                    sport = _to_int(rest[e + 5:e2])
+                    e3 = rest.find(" ", e2 + 5)
+                    dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+    family = "ipv6" if v6 else "ipv4"
+    return (src, dst, sport, dport, "%s %s %s" % (family, proto, ipid), template, (src, dst, sport, dport),
+            family, proto)
 
 
 def _nft_fields(body):
@@ -526,9 +698,12 @@ class _Parser(object):
         self.legacy_n = 0
         self.heads = {}         # legacy "table:chain:kind:num" -> parsed tuple
         self.id_by_key = {}     # nft/xtables (family, proto, ip id) -> packet, to follow id changes
-        self.xt_body = [None, None]
+        self.xt_heads = {}      # xtables TRACE text after the id -> parsed tuple
         # xtables trace id -> (family, fields of the last PACKET line, fresh), oldest first
         self.xt_pending = OrderedDict()
+        # field-block parts seen before (see _split): they die with the parse
+        self.xt_caches = (_Cache(), _Cache(), _Cache())
+        self.legacy_caches = (_Cache(), _Cache())
 
     # ---------------------------------------------------------------- packet table
     def _new(self, pid, source, family, proto, key):
@@ -621,109 +796,7 @@ class _Parser(object):
         self.heads[head] = info
         return info
 
-    def _legacy(self, line, at, cache):
-        sp = line.find(" ", at + 7)
-        if sp < 0:
-            return False
-        head = line[at + 7:sp]
-        info = self.heads.get(head)
-        if info is None:
-            info = self._legacy_head(head)
-            if info is None:
-                return False
-        rest = line[sp + 1:]
-        if rest == cache[0]:
-            f = cache[1]
-        else:
-            key_rest = rest
-            if rest[-1:] == "\n":
-                rest = rest.rstrip("\r\n")
-            m = _LEGACY_RE.match(rest)
-            if m is None:
-                return False
-            g = m.groups()
-            if g[6] is not None:
-                family, ttl, ipid = "ipv4", int(g[6]), g[7]
-            else:
-                family, ttl, ipid = "ipv6", int(g[8]), g[9]
-            proto = sport = dport = None
-            p = rest.find(" PROTO=", m.end() - 1)
-            if p >= 0:
-                p += 7
-                e = rest.find(" ", p)
-                proto = rest[p:e] if e >= 0 else rest[p:]
-                proto = _PROTO_NAMES.get(proto) or proto.lower()
-                if e >= 0 and rest.startswith(" SPT=", e):
-                    e2 = rest.find(" DPT=", e + 5)
-                    if e2 > 0:
-                        sport = _to_int(rest[e + 5:e2])
-                        e3 = rest.find(" ", e2 + 5)
-                        dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
-            f = (g[0] or None, g[1] or None, g[2] or None, g[3] or None, g[4], g[5], sport, dport,
-                 ttl, "%s %s %s" % (family, proto, ipid),
-                 {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None,
-                  "verdict": None, "rule": None, "in": g[0] or None, "out": g[1] or None,
-                  "physin": g[2] or None, "physout": g[3] or None, "src": g[4], "dst": g[5],
-                  "sport": sport, "dport": dport, "ttl": ttl, "time": None},
-                 (g[4], g[5], sport, dport), family, proto)
-            cache[0] = key_rest
-            cache[1] = f
-        if line[0] == "[":
-            end = line.find("]")
-            time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
-        else:
-            time = _header_time(line[:at])
-        table, chain, kind, rulenum, hook, prio, label, hdict = info
-        key = f[9]
-        pkt = None
-        cands = self.by_key.get(key)
-        if cands:
-            for c in reversed(cands):
-                last = c.last_hook
-                if hook is None:
-                    if c.last_table == table:
-                        pkt = c
-                        break
-                elif hook == last:
-                    if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
-                        pkt = c
-                        break
-                elif last is not None and hook in _NEXT_HOOKS[last]:
-                    pkt = c
-                    break
-        if pkt is None:
-            self.legacy_n += 1
-            pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[12], f[13], key)
-            pkt.labels = []
-            pkt.nat = []
-            if cands is None:
-                self.by_key[key] = [pkt]
-            else:
-                cands.append(pkt)
-        else:
-            last_f = pkt.fields
-            if last_f is not f and last_f is not None and last_f[11] != f[11]:
-                index = len(pkt.hops)
-                for i, field in _NAT_INDEX:
-                    if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
-                        pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
-                                        "after": f[i], "implied": False})
-        pkt.fields = f
-        hop = f[10].copy()
-        hop.update(hdict)
-        hop["time"] = time
-        pkt.hops.append(hop)
-        pkt.labels.append(label)
-        if hook is not None:
-            if hook is not pkt.last_hook:
-                pkt.last_hook = hook
-            pkt.last_prio = prio
-            pkt.last_num = rulenum
-        pkt.last_table = table
-        pkt.seen = self.tick
-        return True
-
-    def _id_packet(self, pid, source, family, hook, chain_key, fields):
+    def _id_packet(self, pid, source, family, hook, chain_key, ipid, proto):
         """Open packet for an nft/xtables trace id, or a new one when the id was reused."""
         pkt = self.by_id.get(pid)
         if pkt is not None and hook is not None:
@@ -741,8 +814,8 @@ class _Parser(object):
         if pkt is not None:
             return pkt
         ikey = None
-        if fields and fields.get("ipid") is not None:
-            ikey = (family, fields.get("proto"), fields["ipid"])
+        if ipid is not None:
+            ikey = (family, proto, ipid)
         if ikey is not None and hook not in (None, "PREROUTING", "OUTPUT"):
             # the kernel may give a packet a new trace id on the way (e.g. IPv6 forwarding
             # reallocates the skb): join the open packet with the same IP ID / flow label
@@ -754,7 +827,6 @@ class _Parser(object):
                     cand.aliases = []
                 cand.aliases.append(pid)
                 return cand
-        proto = fields.get("proto") if fields else None
         pkt = self._new(pid, source, family, proto, None)
         pkt.chains = set()
         self.by_id[pid] = pkt
@@ -762,31 +834,6 @@ class _Parser(object):
             pkt.ikey = ikey
             self.id_by_key[ikey] = pkt
         return pkt
-
-    def _xt_packet(self, line, at):
-        line = line.rstrip("\r\n")
-        sp1 = line.find(" ", at + 8)
-        sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-        if sp2 < 0:
-            return False
-        fam = line[at + 8:sp1]
-        pid = line[sp1 + 1:sp2]
-        if not fam.isdigit() or (pid not in self.by_id and not _is_hex(pid)):
-            return False
-        body = line[sp2 + 1:]
-        cache = self.xt_body
-        if body == cache[0]:
-            fields = cache[1]
-        else:
-            fields = _xt_fields(body)
-            cache[0] = body
-            cache[1] = fields
-        # printed once each time the packet enters a base chain; its TRACE lines follow
-        pending = self.xt_pending
-        pending[pid] = (_FAMILIES.get(fam, fam), fields, True)
-        if len(pending) > self.max_open:
-            pending.popitem(last=False)     # O(1), unlike del d[next(iter(d))] on a churning dict
-        return True
 
     def _xt_head(self, head, rule_text):
         """``raw:PREROUTING:rule:0x3:CONTINUE`` (+ rule text) -> cached hop parts, or None."""
@@ -813,88 +860,24 @@ class _Parser(object):
         rule = _xt_rule_text(rule_text) if rule_text else None
         hdict = {"table": table, "chain": chain, "kind": kind, "handle": handle, "verdict": verdict, "rule": rule}
         label = _hop_label(hdict)
-        return (table, chain, kind, verdict, _HOOK_OF.get(chain), label, hdict, _proto_from_rule(rule_text))
+        implied = _nat_rule(rule) if rule is not None and kind == "rule" else None
+        vclass = 2 if verdict in ("drop", "reject", "queue") else 1 if verdict == "accept" else 0
+        return (table, chain, kind, verdict, _HOOK_OF.get(chain), label, hdict, _proto_from_rule(rule_text),
+                (table, chain), implied, vclass)
 
-    def _xt_trace(self, line, at):
-        sp1 = line.find(" ", at + 7)
-        sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-        if sp2 < 0:
-            return False
-        pid = line[sp1 + 1:sp2]
-        rest = line[sp2 + 1:]
-        info = self.heads.get(rest)
+    def _xt_info(self, rest):
+        """Text after an ``xtables-monitor`` TRACE line's id -> cached hop parts, or None."""
+        key_rest = rest
+        if rest[-1:] == "\n":
+            rest = rest.rstrip("\r\n")
+        head, _sp, rule_text = rest.partition(" ")
+        info = self._xt_head(head, rule_text.strip())
         if info is None:
-            if not _is_hex(pid):
-                return False
-            key_rest = rest
-            if rest[-1:] == "\n":
-                rest = rest.rstrip("\r\n")
-            head, _sp, rule_text = rest.partition(" ")
-            info = self._xt_head(head, rule_text.strip())
-            if info is None:
-                return False
-            if len(self.heads) > 4096:
-                self.heads.clear()
-            self.heads[key_rest] = info
-        table, chain, kind, verdict, hook, label, hdict, rule_proto = info
-        pending = self.xt_pending.get(pid)
-        by_id = self.by_id
-        if pending is not None:
-            family, fields, fresh = pending
-            pkt = by_id.get(pid)
-        else:
-            pkt = by_id.get(pid)
-            if pkt is None and not _is_hex(pid):
-                return False
-            fam = line[at + 7:sp1]
-            family, fields, fresh = _FAMILIES.get(fam, fam), None, False
-        if hook is None and pkt is not None:
-            hook = pkt.last_hook
-        if fresh or pkt is None:
-            chain_key = (table, chain)
-            pkt = self._id_packet(pid, "xtables", family, hook, chain_key, fields)
-            pkt.chains.add(chain_key)
-            if pkt.labels is None:
-                pkt.labels = []
-                if not pkt.hops:
-                    pkt.nat = []    # observed NAT is recorded hop by hop (see below)
-            if pending is not None:
-                self.xt_pending[pid] = (family, fields, False)
-        if fields is not None:
-            if pkt.proto is None:
-                pkt.proto = fields["proto"] or rule_proto
-            hop = fields["_hop"].copy()
-            nt = fields["_nat"]
-        else:
-            if pkt.proto is None:
-                pkt.proto = rule_proto
-            hop = _EMPTY_HOP.copy()
-            nt = _NO_NAT
-        hop.update(hdict)
-        hops = pkt.hops
-        nat = pkt.nat
-        if nat is not None and hops:
-            # same comparison as _finish's, between this hop and the previous one
-            last = pkt.nt
-            if nt is not last and nt != last:
-                index = len(hops)
-                for i, field in _NAT_ENUM:
-                    before = last[i]
-                    after = nt[i]
-                    if before != after and before is not None and after is not None:
-                        nat.append({"hop": index, "field": field, "before": before, "after": after,
-                                    "implied": False})
-        pkt.nt = nt
-        hops.append(hop)
-        if pkt.labels is not None:
-            pkt.labels.append(label)
-        if hook is not None:
-            pkt.last_hook = hook
-        pkt.last_table = table
-        pkt.seen = self.tick
-        if verdict == "drop" or verdict == "reject":
-            self._close(pkt)
-        return True
+            return None
+        if len(self.xt_heads) > 4096:
+            self.xt_heads.clear()
+        self.xt_heads[key_rest] = info
+        return info
 
     def _nft(self, line, at):
         line = line.rstrip("\r\n")
@@ -912,7 +895,7 @@ class _Parser(object):
             family = fields.get("family") or {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam)
             hook = _hook_of_nft(chain, fields)
             chain_key = (fam, table, chain)
-            pkt = self._id_packet(pid, "nft", family, hook, chain_key, fields)
+            pkt = self._id_packet(pid, "nft", family, hook, chain_key, fields.get("ipid"), fields.get("proto"))
             if pkt.proto is None:
                 pkt.proto = fields.get("proto")
             if pkt.family in ("inet", "bridge", "netdev") and fields.get("family"):
@@ -946,7 +929,7 @@ class _Parser(object):
         if pkt is None:
             hook = _hook_of_nft(chain, None)
             pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
-                                  (fam, table, chain), None)
+                                  (fam, table, chain), None, None)
             pkt.chains.add((fam, table, chain))
             if hook is not None:
                 pkt.last_hook = hook
@@ -960,6 +943,7 @@ class _Parser(object):
                "ttl": f.get("ttl"), "time": None}
         pkt.hops.append(hop)
         pkt.nat = None      # an xtables packet joined by an nft hop: _finish compares all hops
+        pkt.untracked = True
         pkt.last_table = table
         self._touch(pkt)
         if verdict in ("drop", "reject"):
@@ -968,13 +952,23 @@ class _Parser(object):
 
     # ---------------------------------------------------------------- driver
     def run(self, lines):
+        """Lines in, completed packets out. The legacy and xtables hop paths are written out inline
+        here (no call per line): they are the hot loop of 1M-line logs (bench/bench_trace_parse.py)."""
         stats = self.stats
-        cache = [None, None]
         n = trace = bad = suppressed = 0
         done = self.done
-        legacy = self._legacy
-        xt_packet = self._xt_packet
-        xt_trace = self._xt_trace
+        by_key = self.by_key
+        by_id = self.by_id
+        lheads = self.heads
+        xheads = self.xt_heads
+        pending = self.xt_pending
+        max_open = self.max_open
+        next_hooks = _NEXT_HOOKS
+        families = _FAMILIES
+        xt_caches = self.xt_caches
+        legacy_caches = self.legacy_caches
+        lrest = lf = None           # the last legacy field block: text and record
+        xbody = xf = None           # the last xtables PACKET body: text and record
         every = min(_SWEEP_EVERY, self.window)
         sweep_at = every
         try:
@@ -991,42 +985,215 @@ class _Parser(object):
                         continue
                 if at < 0:
                     if line.startswith("PACKET: "):
-                        trace += 1
-                        try:
-                            ok = xt_packet(line, 0)
-                        except Exception:  # never raise on input: count the line as malformed
-                            ok = False
-                        if not ok:
-                            bad += 1
-                        continue
-                    at = line.find("trace id ")
-                    if at >= 0:
-                        trace += 1
-                        self.tick += 1
-                        if not self._nft_safe(line, at):
-                            bad += 1
+                        at = 0
                     else:
-                        at = line.find("PACKET: ")
+                        at = line.find("trace id ")
                         if at >= 0:
                             trace += 1
-                            if not self._safe(self._xt_packet, line, at):
+                            self.tick += 1
+                            if not self._nft_safe(line, at):
                                 bad += 1
-                        elif "callbacks suppressed" in line:
-                            suppressed += 1
+                            at = -2
+                        else:
+                            at = line.find("PACKET: ")
+                            if at < 0:
+                                if "callbacks suppressed" in line:
+                                    suppressed += 1
+                                continue
+                    if at >= 0:
+                        # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
+                        trace += 1
+                        ok = False
+                        try:
+                            sp1 = line.find(" ", at + 8)
+                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                            if sp2 >= 0:
+                                fam = line[at + 8:sp1]
+                                pid = line[sp1 + 1:sp2]
+                                if fam.isdigit() and (pid in by_id or _is_hex(pid)):
+                                    body = line[sp2 + 1:]
+                                    if body != xbody:
+                                        xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
+                                        xbody = body
+                                    pending[pid] = (families.get(fam, fam), xf, True)
+                                    if len(pending) > max_open:
+                                        pending.popitem(last=False)
+                                    ok = True
+                        except Exception:  # never raise on input: count the line as malformed
+                            xbody = None
+                        if not ok:
+                            bad += 1
                         continue
                 else:
                     trace += 1
                     self.tick += 1
-                    # no rstrip here (a copy of every line): the line end stays in the cache keys
-                    # and is stripped where a cache miss parses the text
+                    ok = False
                     try:
                         if line[at + 7:at + 8].isdigit():
-                            ok = xt_trace(line, at)
+                            # ------------------------------------------------ xtables-monitor TRACE
+                            sp1 = line.find(" ", at + 7)
+                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                            if sp2 >= 0:
+                                pid = line[sp1 + 1:sp2]
+                                rest = line[sp2 + 1:]
+                                info = xheads.get(rest)
+                                if info is None and _is_hex(pid):
+                                    info = self._xt_info(rest)
+                                if info is not None:
+                                    ok = True
+                                    pend = pending.get(pid)
+                                    pkt = by_id.get(pid)
+                                    if pend is not None:
+                                        family, fields, fresh = pend
+                                    elif pkt is None and not _is_hex(pid):
+                                        ok = False
+                                    else:
+                                        fam = line[at + 7:sp1]
+                                        family, fields, fresh = families.get(fam, fam), None, False
+                            if ok:
+                                (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
+                                 implied, vclass) = info
+                                if hook is None and pkt is not None:
+                                    hook = pkt.last_hook
+                                if fresh or pkt is None:
+                                    last = pkt.last_hook if pkt is not None else None
+                                    if pkt is None or hook is not None and (
+                                            chain_key in pkt.chains or not (
+                                                last is None or hook == last or hook in next_hooks[last])):
+                                        pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
+                                                             fields[1] if fields else None,
+                                                             fields[0] if fields else None)
+                                    pkt.chains.add(chain_key)
+                                    if pkt.labels is None:
+                                        pkt.labels = []
+                                        if not pkt.hops:
+                                            pkt.nat = []    # observed NAT is recorded hop by hop (below)
+                                    if pend is not None:
+                                        pending[pid] = (family, fields, False)
+                                if fields is not None:
+                                    if pkt.proto is None:
+                                        pkt.proto = fields[0] or rule_proto
+                                    hop = fields[2].copy()
+                                    hop["sport"] = fields[4]
+                                    hop["dport"] = fields[5]
+                                    nt = fields[3]
+                                else:
+                                    if pkt.proto is None:
+                                        pkt.proto = rule_proto
+                                    hop = _EMPTY_HOP.copy()
+                                    nt = _NO_NAT
+                                hop.update(hdict)
+                                hops = pkt.hops
+                                nat = pkt.nat
+                                if nat is not None and hops:
+                                    # same comparison as _finish's, between this hop and the previous one
+                                    last = pkt.nt
+                                    if nt is not last and nt != last:
+                                        index = len(hops)
+                                        for i, field in _NAT_ENUM:
+                                            before = last[i]
+                                            after = nt[i]
+                                            if before != after and before is not None and after is not None:
+                                                nat.append({"hop": index, "field": field, "before": before,
+                                                            "after": after, "implied": False})
+                                pkt.nt = nt
+                                if implied is not None:
+                                    if pkt.implied is None:
+                                        pkt.implied = []
+                                    pkt.implied.extend(_implied_nat(len(hops), hop))
+                                hops.append(hop)
+                                if pkt.labels is not None:
+                                    pkt.labels.append(label)
+                                if vclass:
+                                    # the final verdict (_finish): the last drop/reject/queue, else accept
+                                    if vclass == 2:
+                                        pkt.fverdict = verdict
+                                    elif pkt.fverdict is None:
+                                        pkt.fverdict = verdict
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                pkt.last_table = table
+                                pkt.seen = self.tick
+                                if verdict == "drop" or verdict == "reject":
+                                    self._close(pkt)
                         else:
-                            ok = legacy(line, at, cache)
+                            # ------------------------------------------------ legacy kernel log TRACE
+                            sp = line.find(" ", at + 7)
+                            if sp >= 0:
+                                head = line[at + 7:sp]
+                                info = lheads.get(head)
+                                if info is None:
+                                    info = self._legacy_head(head)
+                                if info is not None:
+                                    rest = line[sp + 1:]
+                                    if rest == lrest:
+                                        f = lf
+                                    else:
+                                        f = _legacy_fields(rest, legacy_caches)
+                                        if f is not None:
+                                            lrest = rest
+                                            lf = f
+                                    if f is not None:
+                                        ok = True
+                            if ok:
+                                if line[0] == "[":
+                                    end = line.find("]")
+                                    time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
+                                else:
+                                    time = _header_time(line[:at])
+                                table, chain, kind, rulenum, hook, prio, label, hdict = info
+                                key = f[4]
+                                pkt = None
+                                cands = by_key.get(key)
+                                if cands:
+                                    for c in reversed(cands):
+                                        if hook is None:
+                                            if c.last_table == table:
+                                                pkt = c
+                                                break
+                                        else:
+                                            last = c.last_hook
+                                            if hook == last:
+                                                if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                                                    pkt = c
+                                                    break
+                                            elif last is not None and hook in next_hooks[last]:
+                                                pkt = c
+                                                break
+                                if pkt is None:
+                                    self.legacy_n += 1
+                                    pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
+                                    pkt.labels = [label]
+                                    pkt.nat = []
+                                    if cands is None:
+                                        by_key[key] = [pkt]
+                                    else:
+                                        cands.append(pkt)
+                                else:
+                                    last_f = pkt.fields
+                                    if last_f is not f and last_f is not None and last_f[6] != f[6]:
+                                        index = len(pkt.hops)
+                                        for i, field in _NAT_ENUM:
+                                            if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
+                                                pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
+                                                                "after": f[i], "implied": False})
+                                    pkt.labels.append(label)
+                                pkt.fields = f
+                                hop = f[5].copy()
+                                hop.update(hdict)
+                                hop["sport"] = f[2]
+                                hop["dport"] = f[3]
+                                hop["time"] = time
+                                pkt.hops.append(hop)
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                    pkt.last_prio = prio
+                                    pkt.last_num = rulenum
+                                pkt.last_table = table
+                                pkt.seen = self.tick
                     except Exception:  # never raise on input: count the line as malformed
                         ok = False
-                        cache[0] = None
+                        lrest = xbody = None
                     if not ok:
                         bad += 1
                 if self.tick >= sweep_at:
