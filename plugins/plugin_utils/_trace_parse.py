@@ -59,18 +59,21 @@ Nothing here raises on input text: unparsable trace lines are counted in ``stats
 The kernel may change an nft trace id on the way (IPv6 forwarding reallocates the skb): a new id
 at FORWARD/INPUT/POSTROUTING joins the open packet with the same IP ID / flow label.
 
-Fast path (1M-line logs; see bench/bench_trace_parse.py). Per line, ``run`` does one
-``str.find("TRACE: ")``; noise lines cost a few more C-level ``find`` calls and nothing else.
-Lines are not ``rstrip``-ed (a copy of every line): the line end stays part of the cache keys
-and is stripped only where a cache miss parses the text. Hop heads (``table:chain:kind:num``,
-and xtables' head plus rule text) are parsed once and cached with their summary label. Field
-blocks are parsed once per distinct text: consecutive hops of a packet repeat the same
-``IN=... SRC=...`` block, so the last one is kept with a ready-made hop template and each hop
-is one ``dict.copy`` plus ``update`` with the head's keys. Observed NAT is recorded hop by hop
-by comparing the ``(src, dst, sport, dport)`` tuples of consecutive field blocks (identical
-objects are skipped), so ``_finish`` does not walk the hops again. xtables' ``PACKET:`` lines
-are parsed into the same kind of record and kept per trace id (an ``OrderedDict`` bounded by
-``max_open``, oldest dropped in O(1)) until their ``TRACE:`` lines come.
+Fast path (1M-line logs; see bench/bench_trace_parse.py). ``run`` is one loop with the legacy
+and xtables hop paths written out inline (no call per line); a line that cannot be read raises
+``_Malformed`` inside it and is counted. Per line, one ``str.find("TRACE: ")``; noise lines cost a
+few more C-level ``find`` calls and nothing else. Lines are not ``rstrip``-ed (a copy of every
+line): the line end stays part of the cache keys and is stripped only where a cache miss parses
+the text. Hop heads (``table:chain:kind:num``; xtables' head plus rule text, with its implied NAT
+and verdict class) are parsed once and cached with their summary label. Field blocks (a legacy
+line after its head, an xtables ``PACKET:`` body) are split around the IP ID / flow label: the part
+before it (interfaces, MACs, addresses, length, TTL) repeats across the packets of a flow and is
+parsed once per distinct text into a hop template (per-parser ``_Cache``, bounded); the ID and the
+ports after it are read with ``str.find``; blocks the split does not fit go to the ``*_regex``
+functions, so no output depends on the path. A hop is ``template.copy()`` plus the head's keys,
+the ports and the time. Observed NAT, the final verdict and implied NAT entries are recorded hop
+by hop, so ``_finish`` does not walk the hops again. The outputs are pinned by golden digests
+(tests/unit/plugins/plugin_utils/trace_golden.py).
 
 Grouping. Legacy lines carry no packet id: a packet starts at a hop in raw:PREROUTING or
 raw:OUTPUT; a later hop joins the most recent open packet of the same family, protocol and
@@ -678,6 +681,10 @@ def _xt_rule_text(text):
     return " ".join(words[i:]) or None
 
 
+class _Malformed(Exception):
+    """A trace line that cannot be read: counted in ``stats['malformed']`` and skipped."""
+
+
 class _Parser(object):
     """State of one parse: open packets, counters. ``feed`` yields completed packets."""
 
@@ -971,6 +978,7 @@ class _Parser(object):
         xbody = xf = None           # the last xtables PACKET body: text and record
         every = min(_SWEEP_EVERY, self.window)
         sweep_at = every
+        tick = self.tick            # trace lines seen; self.tick is set before each call that reads it
         try:
             for line in lines:
                 n += 1
@@ -990,7 +998,8 @@ class _Parser(object):
                         at = line.find("trace id ")
                         if at >= 0:
                             trace += 1
-                            self.tick += 1
+                            tick += 1
+                            self.tick = tick
                             if not self._nft_safe(line, at):
                                 bad += 1
                             at = -2
@@ -1026,178 +1035,181 @@ class _Parser(object):
                         continue
                 else:
                     trace += 1
-                    self.tick += 1
-                    ok = False
+                    tick += 1
+                    # a line that cannot be read raises _Malformed (rare: cheaper than a flag per line)
                     try:
                         if line[at + 7:at + 8].isdigit():
                             # ------------------------------------------------ xtables-monitor TRACE
                             sp1 = line.find(" ", at + 7)
                             sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-                            if sp2 >= 0:
-                                pid = line[sp1 + 1:sp2]
-                                rest = line[sp2 + 1:]
-                                info = xheads.get(rest)
-                                if info is None and _is_hex(pid):
-                                    info = self._xt_info(rest)
-                                if info is not None:
-                                    ok = True
-                                    pend = pending.get(pid)
-                                    pkt = by_id.get(pid)
-                                    if pend is not None:
-                                        family, fields, fresh = pend
-                                    elif pkt is None and not _is_hex(pid):
-                                        ok = False
-                                    else:
-                                        fam = line[at + 7:sp1]
-                                        family, fields, fresh = families.get(fam, fam), None, False
-                            if ok:
-                                (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
-                                 implied, vclass) = info
-                                if hook is None and pkt is not None:
-                                    hook = pkt.last_hook
-                                if fresh or pkt is None:
-                                    last = pkt.last_hook if pkt is not None else None
-                                    if pkt is None or hook is not None and (
-                                            chain_key in pkt.chains or not (
-                                                last is None or hook == last or hook in next_hooks[last])):
-                                        pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
-                                                             fields[1] if fields else None,
-                                                             fields[0] if fields else None)
-                                    pkt.chains.add(chain_key)
-                                    if pkt.labels is None:
-                                        pkt.labels = []
-                                        if not pkt.hops:
-                                            pkt.nat = []    # observed NAT is recorded hop by hop (below)
-                                    if pend is not None:
-                                        pending[pid] = (family, fields, False)
-                                if fields is not None:
-                                    if pkt.proto is None:
-                                        pkt.proto = fields[0] or rule_proto
-                                    hop = fields[2].copy()
-                                    hop["sport"] = fields[4]
-                                    hop["dport"] = fields[5]
-                                    nt = fields[3]
-                                else:
-                                    if pkt.proto is None:
-                                        pkt.proto = rule_proto
-                                    hop = _EMPTY_HOP.copy()
-                                    nt = _NO_NAT
-                                hop.update(hdict)
-                                hops = pkt.hops
-                                nat = pkt.nat
-                                if nat is not None and hops:
-                                    # same comparison as _finish's, between this hop and the previous one
-                                    last = pkt.nt
-                                    if nt is not last and nt != last:
-                                        index = len(hops)
-                                        for i, field in _NAT_ENUM:
-                                            before = last[i]
-                                            after = nt[i]
-                                            if before != after and before is not None and after is not None:
-                                                nat.append({"hop": index, "field": field, "before": before,
-                                                            "after": after, "implied": False})
-                                pkt.nt = nt
-                                if implied is not None:
-                                    if pkt.implied is None:
-                                        pkt.implied = []
-                                    pkt.implied.extend(_implied_nat(len(hops), hop))
-                                hops.append(hop)
-                                if pkt.labels is not None:
-                                    pkt.labels.append(label)
-                                if vclass:
-                                    # the final verdict (_finish): the last drop/reject/queue, else accept
-                                    if vclass == 2:
-                                        pkt.fverdict = verdict
-                                    elif pkt.fverdict is None:
-                                        pkt.fverdict = verdict
-                                if hook is not None:
-                                    pkt.last_hook = hook
-                                pkt.last_table = table
-                                pkt.seen = self.tick
-                                if verdict == "drop" or verdict == "reject":
-                                    self._close(pkt)
+                            if sp2 < 0:
+                                raise _Malformed
+                            pid = line[sp1 + 1:sp2]
+                            rest = line[sp2 + 1:]
+                            info = xheads.get(rest)
+                            if info is None:
+                                if not _is_hex(pid):
+                                    raise _Malformed
+                                info = self._xt_info(rest)
+                                if info is None:
+                                    raise _Malformed
+                            pend = pending.get(pid)
+                            pkt = by_id.get(pid)
+                            if pend is not None:
+                                family, fields, fresh = pend
+                            elif pkt is None and not _is_hex(pid):
+                                raise _Malformed
+                            else:
+                                fam = line[at + 7:sp1]
+                                family, fields, fresh = families.get(fam, fam), None, False
+                            (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
+                             implied, vclass) = info
+                            if hook is None and pkt is not None:
+                                hook = pkt.last_hook
+                            if fresh or pkt is None:
+                                last = pkt.last_hook if pkt is not None else None
+                                if pkt is None or hook is not None and (
+                                        chain_key in pkt.chains or not (
+                                            last is None or hook == last or hook in next_hooks[last])):
+                                    self.tick = tick
+                                    pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
+                                                         fields[1] if fields else None,
+                                                         fields[0] if fields else None)
+                                pkt.chains.add(chain_key)
+                                if pkt.labels is None:
+                                    pkt.labels = []
+                                    if not pkt.hops:
+                                        pkt.nat = []    # observed NAT is recorded hop by hop (below)
+                                if pend is not None:
+                                    pending[pid] = (family, fields, False)
+                            if fields is not None:
+                                if pkt.proto is None:
+                                    pkt.proto = fields[0] or rule_proto
+                                hop = fields[2].copy()
+                                hop["sport"] = fields[4]
+                                hop["dport"] = fields[5]
+                                nt = fields[3]
+                            else:
+                                if pkt.proto is None:
+                                    pkt.proto = rule_proto
+                                hop = _EMPTY_HOP.copy()
+                                nt = _NO_NAT
+                            hop.update(hdict)
+                            hops = pkt.hops
+                            nat = pkt.nat
+                            if nat is not None and hops:
+                                # same comparison as _finish's, between this hop and the previous one
+                                last = pkt.nt
+                                if nt is not last and nt != last:
+                                    index = len(hops)
+                                    for i, field in _NAT_ENUM:
+                                        before = last[i]
+                                        after = nt[i]
+                                        if before != after and before is not None and after is not None:
+                                            nat.append({"hop": index, "field": field, "before": before,
+                                                        "after": after, "implied": False})
+                            pkt.nt = nt
+                            if implied is not None:
+                                if pkt.implied is None:
+                                    pkt.implied = []
+                                pkt.implied.extend(_implied_nat(len(hops), hop))
+                            hops.append(hop)
+                            if pkt.labels is not None:
+                                pkt.labels.append(label)
+                            if vclass:
+                                # the final verdict (_finish): the last drop/reject/queue, else accept
+                                if vclass == 2:
+                                    pkt.fverdict = verdict
+                                elif pkt.fverdict is None:
+                                    pkt.fverdict = verdict
+                            if hook is not None:
+                                pkt.last_hook = hook
+                            pkt.last_table = table
+                            pkt.seen = tick
+                            if verdict == "drop" or verdict == "reject":
+                                self._close(pkt)
                         else:
                             # ------------------------------------------------ legacy kernel log TRACE
                             sp = line.find(" ", at + 7)
-                            if sp >= 0:
-                                head = line[at + 7:sp]
-                                info = lheads.get(head)
+                            if sp < 0:
+                                raise _Malformed
+                            head = line[at + 7:sp]
+                            info = lheads.get(head)
+                            if info is None:
+                                info = self._legacy_head(head)
                                 if info is None:
-                                    info = self._legacy_head(head)
-                                if info is not None:
-                                    rest = line[sp + 1:]
-                                    if rest == lrest:
-                                        f = lf
+                                    raise _Malformed
+                            rest = line[sp + 1:]
+                            if rest == lrest:
+                                f = lf
+                            else:
+                                f = _legacy_fields(rest, legacy_caches)
+                                if f is None:
+                                    raise _Malformed
+                                lrest = rest
+                                lf = f
+                            if line[0] == "[":
+                                end = line.find("]")
+                                time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
+                            else:
+                                time = _header_time(line[:at])
+                            table, chain, kind, rulenum, hook, prio, label, hdict = info
+                            key = f[4]
+                            pkt = None
+                            cands = by_key.get(key)
+                            if cands:
+                                for c in reversed(cands):
+                                    if hook is None:
+                                        if c.last_table == table:
+                                            pkt = c
+                                            break
                                     else:
-                                        f = _legacy_fields(rest, legacy_caches)
-                                        if f is not None:
-                                            lrest = rest
-                                            lf = f
-                                    if f is not None:
-                                        ok = True
-                            if ok:
-                                if line[0] == "[":
-                                    end = line.find("]")
-                                    time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
-                                else:
-                                    time = _header_time(line[:at])
-                                table, chain, kind, rulenum, hook, prio, label, hdict = info
-                                key = f[4]
-                                pkt = None
-                                cands = by_key.get(key)
-                                if cands:
-                                    for c in reversed(cands):
-                                        if hook is None:
-                                            if c.last_table == table:
+                                        last = c.last_hook
+                                        if hook == last:
+                                            if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
                                                 pkt = c
                                                 break
-                                        else:
-                                            last = c.last_hook
-                                            if hook == last:
-                                                if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
-                                                    pkt = c
-                                                    break
-                                            elif last is not None and hook in next_hooks[last]:
-                                                pkt = c
-                                                break
-                                if pkt is None:
-                                    self.legacy_n += 1
-                                    pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
-                                    pkt.labels = [label]
-                                    pkt.nat = []
-                                    if cands is None:
-                                        by_key[key] = [pkt]
-                                    else:
-                                        cands.append(pkt)
+                                        elif last is not None and hook in next_hooks[last]:
+                                            pkt = c
+                                            break
+                            if pkt is None:
+                                self.legacy_n += 1
+                                self.tick = tick
+                                pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
+                                pkt.labels = [label]
+                                pkt.nat = []
+                                if cands is None:
+                                    by_key[key] = [pkt]
                                 else:
-                                    last_f = pkt.fields
-                                    if last_f is not f and last_f is not None and last_f[6] != f[6]:
-                                        index = len(pkt.hops)
-                                        for i, field in _NAT_ENUM:
-                                            if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
-                                                pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
-                                                                "after": f[i], "implied": False})
-                                    pkt.labels.append(label)
-                                pkt.fields = f
-                                hop = f[5].copy()
-                                hop.update(hdict)
-                                hop["sport"] = f[2]
-                                hop["dport"] = f[3]
-                                hop["time"] = time
-                                pkt.hops.append(hop)
-                                if hook is not None:
-                                    pkt.last_hook = hook
-                                    pkt.last_prio = prio
-                                    pkt.last_num = rulenum
-                                pkt.last_table = table
-                                pkt.seen = self.tick
+                                    cands.append(pkt)
+                            else:
+                                last_f = pkt.fields
+                                if last_f is not f and last_f is not None and last_f[6] != f[6]:
+                                    index = len(pkt.hops)
+                                    for i, field in _NAT_ENUM:
+                                        if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
+                                            pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
+                                                            "after": f[i], "implied": False})
+                                pkt.labels.append(label)
+                            pkt.fields = f
+                            hop = f[5].copy()
+                            hop.update(hdict)
+                            hop["sport"] = f[2]
+                            hop["dport"] = f[3]
+                            hop["time"] = time
+                            pkt.hops.append(hop)
+                            if hook is not None:
+                                pkt.last_hook = hook
+                                pkt.last_prio = prio
+                                pkt.last_num = rulenum
+                            pkt.last_table = table
+                            pkt.seen = tick
                     except Exception:  # never raise on input: count the line as malformed
-                        ok = False
-                        lrest = xbody = None
-                    if not ok:
                         bad += 1
-                if self.tick >= sweep_at:
-                    sweep_at = self.tick + every
+                        lrest = xbody = None
+                if tick >= sweep_at:
+                    sweep_at = tick + every
+                    self.tick = tick
                     self._sweep()
                 if done:
                     stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
