@@ -992,23 +992,21 @@ class _Parser(object):
                         bad += 1
                         continue
                 if at < 0:
-                    if line.startswith("PACKET: "):
-                        at = 0
-                    else:
-                        at = line.find("trace id ")
-                        if at >= 0:
+                    at = line.find("PACKET: ")
+                    if at != 0:
+                        # nft monitor trace; else a PACKET line with a prefix; else noise
+                        nft = line.find("trace id ")
+                        if nft >= 0:
                             trace += 1
                             tick += 1
                             self.tick = tick
-                            if not self._nft_safe(line, at):
+                            if not self._nft_safe(line, nft):
                                 bad += 1
                             at = -2
-                        else:
-                            at = line.find("PACKET: ")
-                            if at < 0:
-                                if "callbacks suppressed" in line:
-                                    suppressed += 1
-                                continue
+                        elif at < 0:
+                            if "callbacks suppressed" in line:
+                                suppressed += 1
+                            continue
                     if at >= 0:
                         # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
                         trace += 1
@@ -1214,8 +1212,13 @@ class _Parser(object):
                 if done:
                     stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
                     stats["suppressed"] = suppressed
-                    while done:
-                        yield self._emit(done.pop(0))
+                    if self.with_serial:
+                        while done:
+                            yield self._emit(done.pop(0))
+                    else:
+                        for pkt in done:
+                            yield _finish(pkt)
+                        del done[:]
             self.flush()
         finally:
             stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
