@@ -477,9 +477,9 @@ def _split(block, regexes, cache4, cache6):
 
 def _xt_record(f):
     """The slow parser's field dict -> the record ``_xt_fields`` returns."""
-    return (f["proto"], f["ipid"], _hop_template(f["in"], f["out"], f["physin"], f["physout"], f["src"], f["dst"],
-                                                  f["sport"], f["dport"], f["ttl"]),
-            (f["src"], f["dst"], f["sport"], f["dport"]), f["sport"], f["dport"])
+    template = _hop_template(f["in"], f["out"], f["physin"], f["physout"], f["src"], f["dst"], f["sport"], f["dport"],
+                             f["ttl"])
+    return (f["proto"], f["ipid"], template, (f["src"], f["dst"], f["sport"], f["dport"]), f["sport"], f["dport"])
 
 
 def _xt_after(b):
@@ -1071,8 +1071,8 @@ class _Parser(object):
                                             last is None or hook == last or hook in next_hooks[last])):
                                     self.tick = tick
                                     pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
-                                                         fields[1] if fields else None,
-                                                         fields[0] if fields else None)
+                                                          fields[1] if fields else None,
+                                                          fields[0] if fields else None)
                                 pkt.chains.add(chain_key)
                                 if pkt.labels is None:
                                     pkt.labels = []
