@@ -94,10 +94,8 @@ def kernel_log(lines, window=tp.DEFAULT_WINDOW):
         pkt.labels.append(label)
         pkt.last_hook, pkt.last_prio, pkt.last_num, pkt.seen = hook, prio, rulenum, tick
         if not tick & 255:
-            for packet in _sweep(queue, by_key, tick, window, "legacy"):
-                yield packet
-    for packet in _sweep(queue, by_key, tick + window + 1, window, "legacy"):
-        yield packet
+            yield from _sweep(queue, by_key, tick, window, "legacy")
+    yield from _sweep(queue, by_key, tick + window + 1, window, "legacy")
 
 
 def xtables(lines, window=tp.DEFAULT_WINDOW):
@@ -150,7 +148,5 @@ def xtables(lines, window=tp.DEFAULT_WINDOW):
             pkt.last_hook = hook
         pkt.seen = tick
         if not tick & 255:
-            for packet in _sweep(queue, by_id, tick, window, "xtables"):
-                yield packet
-    for packet in _sweep(queue, by_id, tick + window + 1, window, "xtables"):
-        yield packet
+            yield from _sweep(queue, by_id, tick, window, "xtables")
+    yield from _sweep(queue, by_id, tick + window + 1, window, "xtables")
