@@ -118,6 +118,7 @@ _TERMINAL = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "
              "DNAT": "accept", "REDIRECT": "accept", "NETMAP": "accept", "TPROXY": "accept",
              "CT": "continue", "NOTRACK": "continue"}
 _NAT_FIELDS = ("src", "dst", "sport", "dport")
+_HEX = "0123456789abcdef"
 _NAT_ENUM = tuple(enumerate(_NAT_FIELDS))
 _NO_NAT = (None, None, None, None)
 _EMPTY_HOP = {"table": None, "chain": None, "kind": None, "rulenum": None, "handle": None, "verdict": None,
@@ -706,7 +707,7 @@ class _Parser(object):
         self.heads = {}         # legacy "table:chain:kind:num" -> parsed tuple
         self.id_by_key = {}     # nft/xtables (family, proto, ip id) -> packet, to follow id changes
         self.xt_heads = {}      # xtables TRACE text after the id -> parsed tuple
-        # xtables trace id -> (family, fields of the last PACKET line, fresh), oldest first
+        # xtables trace id -> [family, fields of the last PACKET line, fresh], oldest first
         self.xt_pending = OrderedDict()
         # field-block parts seen before (see _split): they die with the parse
         self.xt_caches = (_Cache(), _Cache(), _Cache())
@@ -746,9 +747,12 @@ class _Parser(object):
                 if not lst:
                     del self.by_key[pkt.key]
         else:
-            for pid in [pkt.id] + (pkt.aliases or []):
-                if self.by_id.get(pid) is pkt:
-                    del self.by_id[pid]
+            by_id = self.by_id
+            if by_id.get(pkt.id) is pkt:
+                del by_id[pkt.id]
+            for pid in pkt.aliases or ():
+                if by_id.get(pid) is pkt:
+                    del by_id[pid]
             if pkt.ikey is not None and self.id_by_key.get(pkt.ikey) is pkt:
                 del self.id_by_key[pkt.ikey]
         if pkt.hops:
@@ -1017,12 +1021,13 @@ class _Parser(object):
                             if sp2 >= 0:
                                 fam = line[at + 8:sp1]
                                 pid = line[sp1 + 1:sp2]
-                                if fam.isdigit() and (pid in by_id or _is_hex(pid)):
+                                if fam.isdigit() and (pid in by_id or (0 < len(pid) <= 16 and not pid.strip(_HEX))
+                                                      or _is_hex(pid)):
                                     body = line[sp2 + 1:]
                                     if body != xbody:
                                         xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
                                         xbody = body
-                                    pending[pid] = (families.get(fam, fam), xf, True)
+                                    pending[pid] = [families.get(fam, fam), xf, True]
                                     if len(pending) > max_open:
                                         pending.popitem(last=False)
                                     ok = True
@@ -1079,7 +1084,7 @@ class _Parser(object):
                                     if not pkt.hops:
                                         pkt.nat = []    # observed NAT is recorded hop by hop (below)
                                 if pend is not None:
-                                    pending[pid] = (family, fields, False)
+                                    pend[2] = False     # consumed: later TRACE lines of this id are not fresh
                             if fields is not None:
                                 if pkt.proto is None:
                                     pkt.proto = fields[0] or rule_proto
