@@ -227,7 +227,7 @@ def _connect(lab, guest):
 
 
 def _seen_from(lab, since):
-    return [c['src'] for c in lab.uplink_connections() if c['time'] >= since and c['dport'] == 3128]
+    return [c['src'] for c in lab.uplink_connections(since=since, at_least=1) if c['dport'] == 3128]
 
 
 def test_nat_forwards_and_masquerades(lab, run):

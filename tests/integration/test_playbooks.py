@@ -76,10 +76,12 @@ def test_networks_playbook_converges_a_fleet(lab, run_playbook, fleet_networks):
     # NAT: a guest reaches the uplink masqueraded; routed: with its own address
     host = PYTHON_HOSTS[0]
     gn = lab.guest_add("pbn1", host, network="pbnat")
+    before = len(lab.uplink_connections())
     lab.guest_exec("pbn1", ["nc", "-z", "-w", "5", UPLINK, "3128"])
+    lab.uplink_connections(at_least=before + 1)     # logged in order: the NAT guest's first
     gr = lab.guest_add("pbr1", host, network="pbroute")
     lab.guest_exec("pbr1", ["nc", "-z", "-w", "5", UPLINK, "3128"])
-    seen = [c["src"] for c in lab.uplink_connections()[-2:]]
+    seen = [c["src"] for c in lab.uplink_connections(at_least=before + 2)[-2:]]
     assert gn["ip"] not in seen and gr["ip"] == seen[-1]
 
 

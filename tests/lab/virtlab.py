@@ -474,18 +474,27 @@ class Lab(object):
     def virsh(self, host, *args, **kw):
         return self.exec(host, ["virsh", "-q", "-c", "qemu:///system"] + list(args), **kw)
 
-    def uplink_connections(self):
-        """Connections the uplink listener accepted: list of dict(time, src, sport, dst, dport)."""
-        out = []
-        try:
-            with open(self.uplink_log) as f:
-                for line in f:
-                    t, src, sport, dst, dport = line.split()
-                    out.append({"time": float(t), "src": src, "sport": int(sport), "dst": dst,
-                                "dport": int(dport)})
-        except OSError:
-            pass
-        return out
+    def uplink_connections(self, since=None, at_least=0, timeout=5.0):
+        """Connections the uplink listener accepted: list of dict(time, src, sport, dst, dport).
+
+        ``since``: only those logged at or after that time. ``at_least``: wait up to ``timeout``
+        seconds until that many are logged -- the listener writes a line after ``accept()``, and a
+        client that connects and closes at once (``nc -z``) can be done before that."""
+        deadline = time.time() + timeout
+        while True:
+            out = []
+            try:
+                with open(self.uplink_log) as f:
+                    for line in f:
+                        t, src, sport, dst, dport = line.split()
+                        if since is None or float(t) >= since:
+                            out.append({"time": float(t), "src": src, "sport": int(sport), "dst": dst,
+                                        "dport": int(dport)})
+            except OSError:
+                pass
+            if len(out) >= at_least or time.time() >= deadline:
+                return out
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def _locked(self, create=True):
