@@ -76,47 +76,50 @@ def _new_connection(line, copy):
     return _PORT_RE.sub(port, line)
 
 
-def _kernel_log(path, lines):
-    src = [line for line in open(os.path.join(FIXTURES, "legacy_dmesg.txt"), encoding="utf-8").read().splitlines()
-           if "TRACE: " in line]
-    idre = re.compile(r" (ID|FLOWLBL)=(\d+)")
-    rnd = random.Random(6)
+def _write_copies(path, lines, src, render):
+    """Write ``render(line, copy)`` (a list of output lines) for copy 1, 2, ... of ``src`` until
+    ``lines`` lines are written; returns the count."""
     written = 0
     copy = 0
     with open(path, "w", encoding="utf-8") as out:
         while written < lines:
             copy += 1
             for line in src:
-                line = idre.sub(lambda m: " %s=%d" % (m.group(1), (int(m.group(2)) + copy * 7919) % 65536), line, 1)
-                line = _new_connection(line, copy)
-                noise = rnd.choice(NOISE) % (copy * 0.001, copy % 1000, copy, copy % 7, copy % 13)
-                out.write(line + "\n" + noise + "\n")
-                written += 2
+                for text in render(line, copy):
+                    out.write(text + "\n")
+                    written += 1
                 if written >= lines:
-                    break
+                    return written
     return written
+
+
+def _fixture_lines(name, keep):
+    with open(os.path.join(FIXTURES, name), encoding="utf-8") as fh:
+        return [line for line in fh.read().splitlines() if keep(line)]
+
+
+def _kernel_log(path, lines):
+    idre = re.compile(r" (ID|FLOWLBL)=(\d+)")
+    rnd = random.Random(6)
+
+    def render(line, copy):
+        line = idre.sub(lambda m: " %s=%d" % (m.group(1), (int(m.group(2)) + copy * 7919) % 65536), line, 1)
+        noise = rnd.choice(NOISE) % (copy * 0.001, copy % 1000, copy, copy % 7, copy % 13)
+        return [_new_connection(line, copy), noise]
+    return _write_copies(path, lines, _fixture_lines("legacy_dmesg.txt", lambda line: "TRACE: " in line), render)
 
 
 def _xtables_log(path, lines):
-    src = [line for line in open(os.path.join(FIXTURES, "xtables_monitor_trace.txt"), encoding="utf-8").read().splitlines()
-           if line.startswith(("PACKET: ", " TRACE: "))]
     idre = re.compile(r"^( ?(?:PACKET|TRACE): \d+ )([0-9a-f]{8})")
     ipid = re.compile(r" ID=(\d+)")
-    written = 0
-    copy = 0
-    with open(path, "w", encoding="utf-8") as out:
-        while written < lines:
-            copy += 1
-            for line in src:
-                line = idre.sub(lambda m: m.group(1) + "%08x" % ((int(m.group(2), 16) + copy * 2654435761) & 0xFFFFFFFF),
-                                line, 1)
-                line = ipid.sub(lambda m: " ID=%d" % ((int(m.group(1)) + copy * 7919) % 65536), line, 1)
-                line = _new_connection(line, copy)
-                out.write(line + "\n")
-                written += 1
-                if written >= lines:
-                    break
-    return written
+
+    def render(line, copy):
+        line = idre.sub(lambda m: m.group(1) + "%08x" % ((int(m.group(2), 16) + copy * 2654435761) & 0xFFFFFFFF),
+                        line, 1)
+        line = ipid.sub(lambda m: " ID=%d" % ((int(m.group(1)) + copy * 7919) % 65536), line, 1)
+        return [_new_connection(line, copy)]
+    return _write_copies(path, lines, _fixture_lines("xtables_monitor_trace.txt",
+                                                     lambda line: line.startswith(("PACKET: ", " TRACE: "))), render)
 
 
 _TEMPLATE = dict.fromkeys(("table", "chain", "kind", "rulenum", "handle", "verdict", "rule", "in", "out", "physin",

@@ -108,7 +108,6 @@ _NEXT_HOOKS = {
 }
 _HOOK_RANK = {"PREROUTING": 0, "OUTPUT": 0, "INPUT": 1, "FORWARD": 1, "POSTROUTING": 2}
 _TABLE_PRIO = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
-_START_TABLE = "raw"
 _FAMILIES = {"2": "ipv4", "10": "ipv6", "7": "bridge", "3": "arp", "1": "inet", "5": "netdev"}
 _PROTO_NAMES = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmpv6", "UDPLITE": "udplite",
                 "SCTP": "sctp", "IGMP": "igmp", "GRE": "gre", "ESP": "esp", "AH": "ah"}
@@ -215,21 +214,6 @@ class _Packet(object):
         self.proto = proto
         self.key = key
         self.hops = []
-
-
-def _legacy_accepts(pkt, hook, table, num):
-    """Could a legacy hop (hook None for user chains) follow the packet's last hop?"""
-    last = pkt.last_hook
-    if last is None:
-        return False
-    if hook is None:
-        return pkt.last_table == table
-    if hook == last:
-        prio = _table_prio(table, hook)
-        if prio != pkt.last_prio:
-            return prio > pkt.last_prio
-        return num > pkt.last_num
-    return hook in _NEXT_HOOKS[last]
 
 
 def _table_prio(table, hook):
@@ -483,10 +467,11 @@ def _xt_record(f):
     return (f["proto"], f["ipid"], template, (f["src"], f["dst"], f["sport"], f["dport"]), f["sport"], f["dport"])
 
 
-def _xt_after(b):
-    """Fields after the IP ID (``" DF SPORT=1 DPORT=2 SYN ..."``): (sport, dport, proto)."""
+def _xt_after(b, start=0):
+    """Fields after the IP ID (``" DF SPORT=1 DPORT=2 SYN ..."``, searched from ``start``):
+    (sport, dport, proto)."""
     sport = dport = proto = None
-    i = b.find(" SPORT=")
+    i = b.find(" SPORT=", start)
     if i >= 0:
         j = b.find(" DPORT=", i)
         if j > 0:
@@ -500,7 +485,7 @@ def _xt_after(b):
                     proto = "tcp"
                     break
     else:
-        i = b.find(" PROTO=")
+        i = b.find(" PROTO=", start)
         if i >= 0:
             k = b.find(" ", i + 7)
             proto = (b[i + 7:k] if k >= 0 else b[i + 7:]).lower() or None
@@ -545,32 +530,31 @@ def _xt_fields_regex(body):
         ttl, ipid = int(ttl4), id4
     else:
         ttl, ipid = int(ttl6), id6
-    sport = dport = proto = None
-    end = m.end() - 1
-    i = body.find(" SPORT=", end)
-    if i >= 0:
-        j = body.find(" DPORT=", i)
-        if j > 0:
-            sport = _to_int(body[i + 7:j])
-            k = body.find(" ", j + 7)
-            dport = _to_int(body[j + 7:k] if k >= 0 else body[j + 7:])
-            tail = body[j:]
-            proto = "udp"
-            for flag in _XT_TCP:
-                if flag in tail:
-                    proto = "tcp"
-                    break
-    else:
-        i = body.find(" PROTO=", end)
-        if i >= 0:
-            k = body.find(" ", i + 7)
-            proto = (body[i + 7:k] if k >= 0 else body[i + 7:]).lower() or None
+    sport, dport, proto = _xt_after(body, m.end() - 1)
     i_n = i_n or None
     out = out or None
     physin = physin or None
     physout = physout or None
     return (proto, ipid, _hop_template(i_n, out, physin, physout, src, dst, sport, dport, ttl), (src, dst, sport, dport),
             sport, dport)
+
+
+def _legacy_after(rest, start):
+    """Protocol and ports of a legacy field block, searched from ``start`` (after the IP ID)."""
+    proto = sport = dport = None
+    p = rest.find(" PROTO=", start)
+    if p >= 0:
+        p += 7
+        e = rest.find(" ", p)
+        proto = rest[p:e] if e >= 0 else rest[p:]
+        proto = _PROTO_NAMES.get(proto) or proto.lower()
+        if e >= 0 and rest.startswith(" SPT=", e):
+            e2 = rest.find(" DPT=", e + 5)
+            if e2 > 0:
+                sport = _to_int(rest[e + 5:e2])
+                e3 = rest.find(" ", e2 + 5)
+                dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+    return proto, sport, dport
 
 
 def _legacy_fields_regex(rest):
@@ -584,19 +568,7 @@ def _legacy_fields_regex(rest):
         family, ttl, ipid = "ipv4", int(g[6]), g[7]
     else:
         family, ttl, ipid = "ipv6", int(g[8]), g[9]
-    proto = sport = dport = None
-    p = rest.find(" PROTO=", m.end() - 1)
-    if p >= 0:
-        p += 7
-        e = rest.find(" ", p)
-        proto = rest[p:e] if e >= 0 else rest[p:]
-        proto = _PROTO_NAMES.get(proto) or proto.lower()
-        if e >= 0 and rest.startswith(" SPT=", e):
-            e2 = rest.find(" DPT=", e + 5)
-            if e2 > 0:
-                sport = _to_int(rest[e + 5:e2])
-                e3 = rest.find(" ", e2 + 5)
-                dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+    proto, sport, dport = _legacy_after(rest, m.end() - 1)
     src, dst = g[4], g[5]
     return (src, dst, sport, dport, "%s %s %s" % (family, proto, ipid),
             _hop_template(g[0] or None, g[1] or None, g[2] or None, g[3] or None, src, dst, sport, dport, ttl),
@@ -618,20 +590,7 @@ def _legacy_fields(rest, caches):
     ipid = rest[at:j] if j >= 0 else rest[at:]
     if not ipid.isdecimal():
         return _legacy_fields_regex(rest)
-    proto = sport = dport = None
-    if j >= 0:
-        p = rest.find(" PROTO=", j)
-        if p >= 0:
-            p += 7
-            e = rest.find(" ", p)
-            proto = rest[p:e] if e >= 0 else rest[p:]
-            proto = _PROTO_NAMES.get(proto) or proto.lower()
-            if e >= 0 and rest.startswith(" SPT=", e):
-                e2 = rest.find(" DPT=", e + 5)
-                if e2 > 0:
-                    sport = _to_int(rest[e + 5:e2])
-                    e3 = rest.find(" ", e2 + 5)
-                    dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+    proto, sport, dport = _legacy_after(rest, j) if j >= 0 else (None, None, None)
     family = "ipv6" if v6 else "ipv4"
     return (src, dst, sport, dport, "%s %s %s" % (family, proto, ipid), template, (src, dst, sport, dport),
             family, proto)
@@ -1021,8 +980,7 @@ class _Parser(object):
                             if sp2 >= 0:
                                 fam = line[at + 8:sp1]
                                 pid = line[sp1 + 1:sp2]
-                                if fam.isdigit() and (pid in by_id or (0 < len(pid) <= 16 and not pid.strip(_HEX))
-                                                      or _is_hex(pid)):
+                                if fam.isdigit() and (pid in by_id or _is_hex(pid)):
                                     body = line[sp2 + 1:]
                                     if body != xbody:
                                         xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
@@ -1236,12 +1194,6 @@ class _Parser(object):
         packet = _finish(pkt)
         return (pkt.serial, packet) if self.with_serial else packet
 
-    def _safe(self, fn, line, at):
-        try:
-            return fn(line, at)
-        except Exception:
-            return False
-
     def _nft_safe(self, line, at):
         try:
             return self._nft(line, at)
@@ -1252,6 +1204,8 @@ class _Parser(object):
 def _is_hex(text):
     if not text or len(text) > 16:
         return False
+    if not text.strip(_HEX):
+        return True         # the usual id: lower-case hex digits only, no int() needed
     try:
         int(text, 16)
     except ValueError:
