@@ -94,6 +94,8 @@ options:
     description:
       - Lifetime in seconds; the rules stop matching at that time (C(-m time --datestop)) and a detached remover on
         the host deletes them, even if the controller has gone away. Expired rules are also purged on the next run.
+      - The remover retries a failed read or restore with backoff and logs what it did (syslog tag
+        C(virtnet-expire), else C(/var/tmp/virtnet-expire.log)); see M(virtops.virtnet.trace_rule).
   backend:
     description:
       - Which iptables backend to drive; V(auto) uses the one C(iptables --version) reports.
@@ -163,6 +165,13 @@ expires_at:
   returned: when O(expires) is set and rules were added
   type: int
   sample: 1767225600
+removers:
+  description:
+    - Per address family, the pid of the detached remover that confirmed it started, or V(null) when it did not
+      confirm within 5 seconds (then a warning says so).
+  returned: when O(expires) is set and rules were added
+  type: dict
+  sample: {ipv4: 4242}
 backend:
   description: The iptables backend used.
   returned: always

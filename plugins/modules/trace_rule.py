@@ -25,6 +25,15 @@ description:
   - TRACE output needs a bound kernel logger; see M(virtops.virtnet.nf_log). Expired rules of ours found in the table
     are removed on every run.
   - TRACE can hurt a busy production host. Use O(rate) and O(expires) there.
+  - "The remover started for O(expires): it confirms it runs in a session of its own before the task returns (the
+    result's RV(removers) has its pid; SIGHUP of the ending SSH session cannot reach it). At the expiry time it reads
+    the table and deletes exactly the rules of this task that carry that expiry, with C(iptables-restore --noflush
+    -w). A failed read (C(iptables-save) exit status) is told apart from nothing left, and a failed read or restore
+    (xtables lock still held, a concurrent C(iptables-restore) that changed the table) is retried up to 10 times
+    with backoff (1, 2, 4, 8, 16, then 30 s: about 3 minutes). Every outcome is logged: to syslog with tag
+    C(virtnet-expire) through C(logger) where a syslog daemon listens, otherwise as a line in
+    C(/var/tmp/virtnet-expire.log) (host, table, name, expiry, what happened). If it gives up, the rules no longer
+    match (C(-m time --datestop)) and the next run of this module on the host purges them."
 author:
   - virtops.virtnet contributors (@virtops)
 options:
@@ -134,6 +143,13 @@ expires_at:
   returned: when O(expires) is set and rules were added
   type: int
   sample: 1767225600
+removers:
+  description:
+    - Per address family, the pid of the detached remover that confirmed it started (in its own session), or
+      V(null) when it did not confirm within 5 seconds (then a warning says so).
+  returned: when O(expires) is set and rules were added
+  type: dict
+  sample: {ipv4: 4242}
 backend:
   description: The iptables backend used.
   returned: always

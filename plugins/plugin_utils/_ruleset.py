@@ -35,7 +35,7 @@ from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
 )
 
 __all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'parse_tag',
-           'render_batch', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'TAG_PREFIX',
+           'render_batch', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'parse_removers', 'TAG_PREFIX',
            'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC']
 
 # Argument specs shared by the netfilter action plugins; their documentation is the doc fragment
@@ -470,13 +470,48 @@ def render_batch(fp):
 
 # ---------------------------------------------------------------------------------- remote scripts
 # Removes, at its expiry time, exactly the rules of ours that carry this expiry; runs detached.
-# $1 save  $2 restore  $3 wait flag or ''  $4 table  $5 name  $6 expiry epoch
+#  $1 save  $2 restore  $3 wait flag or ''  $4 table  $5 name  $6 expiry epoch  $7 ack file
+# It writes its pid to the ack file first (the apply script waits for that: proof it runs in its own
+# session), sleeps until the expiry, then tries up to 10 times with backoff (1, 2, 4 ... 30 s, about
+# 3 minutes in all) until a read of the table succeeds AND shows none of these rules.  A failed read
+# (iptables-save exit status, e.g. a table in flux or a missing binary) is told apart from "nothing
+# left", and a failed iptables-restore (xtables lock busy past its wait, a concurrent restore that
+# changed the table: EAGAIN) is retried.  Every outcome is logged: syslog through logger, tag
+# virtnet-expire, where a syslog daemon listens on /dev/log (logger exits 0 without one), else a line in /var/tmp/virtnet-expire.log
+# ($VIRTNET_EXPIRE_LOG overrides the file: for tests).
 REMOVER_SCRIPT = r'''
-now=$(date +%s); d=$(($6 - now)); [ "$d" -gt 0 ] && sleep "$d"
-r=$("$1" -t "$4" 2>/dev/null | grep -e '^-A ' | grep -F -e "virtnet:$5:" | grep -F -e ":exp=$6" | sed -e 's/^-A /-D /')
-[ -n "$r" ] || exit 0
-if [ -n "$3" ]; then printf '*%s\n%s\nCOMMIT\n' "$4" "$r" | "$2" --noflush "$3"
-else printf '*%s\n%s\nCOMMIT\n' "$4" "$r" | "$2" --noflush; fi
+S=$1 R=$2 W=$3 T=$4 N=$5 E=$6
+log() {
+  m="host=$(uname -n 2>/dev/null) table=$T name=$N exp=$E save=$S: $*"
+  if ! { [ -S /dev/log ] && command -v logger >/dev/null 2>&1 && logger -t "virtnet-expire[$$]" -p user.notice -- "$m" 2>/dev/null; }; then
+    printf '%s virtnet-expire[%s] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$$" "$m" >> "${VIRTNET_EXPIRE_LOG:-/var/tmp/virtnet-expire.log}" 2>/dev/null
+  fi
+}
+[ -n "$7" ] && echo "$$" > "$7"
+now=$(date +%s); d=$((E - now)); [ "$d" -gt 0 ] && sleep "$d"
+a=0; delay=1; removed=0; why=''
+while [ $a -lt 10 ]; do
+  a=$((a + 1))
+  if ! out=$("$S" -t "$T" 2>&1); then
+    why="read failed: $(printf '%s' "$out" | head -n 2 | tr '\n' ' ')"
+  else
+    r=$(printf '%s\n' "$out" | grep -e '^-A ' | grep -F -e "virtnet:$N:" | grep -F -e ":exp=$E" | sed -e 's/^-A /-D /')
+    if [ -z "$r" ]; then
+      if [ $removed -gt 0 ]; then log "removed $removed rule(s) (attempt $a)"; else log "nothing left to remove (attempt $a)"; fi
+      exit 0
+    fi
+    c=$(printf '%s\n' "$r" | grep -c .)
+    if [ -n "$W" ]; then err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | "$R" --noflush "$W" 2>&1)
+    else err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | "$R" --noflush 2>&1); fi
+    if [ $? -eq 0 ]; then removed=$((removed + c)); why=''; continue; fi
+    why="$R failed: $(printf '%s' "$err" | head -n 2 | tr '\n' ' ')"
+  fi
+  log "attempt $a: $why; retrying in ${delay}s"
+  sleep $delay
+  delay=$((delay * 2)); [ $delay -gt 30 ] && delay=30
+done
+log "GAVE UP after $a attempts ($why): rules tagged virtnet:$N: with exp=$E may be left; they no longer match (-m time --datestop) and the next trace_rule/log_rule run on this host purges them"
+exit 1
 '''
 
 # Appended to the probe: $1 table, $2 backend (auto|legacy|nft), then iptables/ip6tables.  A failed
@@ -504,10 +539,14 @@ printf '@@end\n'
 '''
 
 # Applies up to two batches (ipv4, ipv6).  With two, both are tried with --test first, so an
-# error in the second leaves the first untouched.  Then starts the detached remover(s) and
-# prints the tables again.
+# error in the second leaves the first untouched.  Then starts the detached remover(s), waits (5 s
+# at most) for each to confirm it runs, prints "@@remover <save> <pid>" (pid '-' when it did not
+# confirm), and prints the tables again.
 #  $1 restore1 $2 wait1 $3 save1 $4 batch1   $5 restore2 $6 wait2 $7 save2 $8 batch2
 #  $9 table  ${10} remover script ('' = none)  ${11} name  ${12} expiry epoch
+# SIGHUP is ignored before the remover is forked: ansible's ssh runs this under a pty (-tt), and
+# when the session ends the kernel sends SIGHUP to its foreground process group, which kills a
+# child that has not reached setsid() yet (the cause of removers lost now and then under load).
 APPLY_SCRIPT = r'''
 rs() { if [ -n "$2" ]; then printf '%s\n' "$4" | "$1" --noflush "$2" $3
        else printf '%s\n' "$4" | "$1" --noflush $3; fi; }
@@ -519,16 +558,19 @@ fi
 if [ -n "$B1" ]; then rs "$R1" "$W1" "" "$B1" || { echo "$R1 rejected the batch (nothing applied)" >&2; exit 22; }; fi
 if [ -n "$B2" ]; then rs "$R2" "$W2" "" "$B2" || { echo "$R2 rejected the batch" >&2; exit 23; }; fi
 if [ -n "$RM" ]; then
+  trap '' HUP
   for g in 1 2; do
     if [ $g = 1 ]; then s=$S1 r=$R1 w=$W1 b=$B1; else s=$S2 r=$R2 w=$W2 b=$B2; fi
     [ -n "$b" ] || continue
+    ack=$(mktemp 2>/dev/null) || { ack=/tmp/virtnet-expire.$$.$g; : > "$ack"; }
     if command -v setsid >/dev/null 2>&1; then
-      setsid sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" </dev/null >/dev/null 2>&1 &
-    elif command -v nohup >/dev/null 2>&1; then
-      nohup sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" </dev/null >/dev/null 2>&1 &
+      setsid sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 &
     else
-      sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" </dev/null >/dev/null 2>&1 &
+      sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 &
     fi
+    i=0; while [ ! -s "$ack" ] && [ $i -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+    pid=$(cat "$ack" 2>/dev/null); rm -f "$ack"
+    printf '@@remover %s %s\n' "$s" "${pid:--}"
   done
 fi
 for s in "$S1" "$S2"; do
@@ -537,6 +579,17 @@ for s in "$S1" "$S2"; do
 done
 printf '@@end\n'
 '''
+
+
+def parse_removers(text):
+    """``@@remover <save> <pid>`` lines of the apply script -> {save command: pid or None}."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith('@@remover '):
+            parts = line.split()
+            if len(parts) == 3:
+                out[parts[1]] = int(parts[2]) if parts[2].isdigit() else None
+    return out
 
 
 def parse_sections(text):
@@ -653,6 +706,14 @@ class RuleTask:
                                     % len(missing), batch=result['batch'])
             if want_remover:
                 result['expires_at'] = now + expires
+                started = parse_removers(res.stdout)
+                result['removers'] = dict((f, started.get(cmds[f]['save'][0])) for f in families
+                                          if plans[f].add)
+                lost = sorted(f for f, pid in result['removers'].items() if not pid)
+                if lost:
+                    m.warn('the detached remover for %s did not confirm it started within 5 s: the rules stop '
+                           'matching at expires_at (-m time) and the next run on this host purges them'
+                           % ', '.join(lost))
         else:
             rules_after = []
             after = []

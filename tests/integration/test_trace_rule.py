@@ -125,22 +125,124 @@ def test_family_both_and_absent_all(lab, run_playbook, host):
     assert save(lab, host, family="ipv6") == v6_before
 
 
+EXPIRE_LOG = "/var/tmp/virtnet-expire.log"  # the lab has no syslog daemon: the remover's log file
+
+
+def expire_log(lab, host, name, exp):
+    """The remover's log lines for one rule set and expiry on one host (/var/tmp is the machine's)."""
+    out = lab.exec(host, ["sh", "-c", "cat %s 2>/dev/null || true" % EXPIRE_LOG]).stdout
+    return [x for x in out.splitlines() if "host=%s " % host in x and " name=%s exp=%d " % (name, exp) in x]
+
+
+def wait_for(what, check, timeout=60.0, every=0.5):
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError("waited %.0f s for %s" % (timeout, what))
+        time.sleep(every)
+
+
+def host_now(lab, host):
+    return int(lab.exec(host, ["date", "+%s"]).stdout.strip())
+
+
 def test_expiry_removed_by_detached_remover(lab, run_playbook):
-    """All personas at once: rules with expires=20 are gone ~20 s later without the controller."""
+    """All personas at once: rules with expires=20 are gone ~20 s later without the controller, each
+    remover confirmed it started (pid) and logged what it removed."""
     play = [{"hosts": ",".join(HOSTS), "gather_facts": False, "tasks": [
         {"name": "t", MOD: dict(name="it-exp", protocol="tcp", destination_port=["4444"], expires=20)}]}]
     out = run_playbook(json.dumps(play) + "\n")
+    exp = {}
     for host in HOSTS:
         res = out["results"]["t"][host]
         assert not res["failed"], res
         assert res["expires_at"] and "--datestop" in res["rules"][0]
+        assert res["removers"]["ipv4"], res          # the remover confirmed it runs in its own session
         assert len(ours(save(lab, host), "it-exp")) == 1
-    deadline = time.time() + 60
-    left = HOSTS
-    while left and time.time() < deadline:
-        time.sleep(3)
-        left = [h for h in left if ours(save(lab, h), "it-exp")]
-    assert not left, "expired rules still present on %s" % left
+        exp[host] = res["expires_at"]
+    for host in HOSTS:
+        wait_for("the remover to delete it-exp on %s" % host, lambda: not ours(save(lab, host), "it-exp"),
+                 timeout=60)
+        logged = wait_for("the remover's log line on %s" % host, lambda: expire_log(lab, host, "it-exp", exp[host]),
+                          timeout=10)
+        assert "removed 1 rule(s)" in logged[-1], logged
+
+
+def test_remover_waits_out_a_held_xtables_lock(lab, run_playbook):
+    """Legacy backend with iptables-restore -w: the xtables lock held across the expiry moment delays the
+    remover, which removes the rule once the lock is free (debian12-1 driven with backend=legacy)."""
+    host = "debian12-1"
+    res = ok(run(run_playbook, host, MOD, name="it-lock", protocol="tcp", destination_port=["4445"], expires=6,
+                 backend="legacy"))
+    assert res["backend"] == "legacy" and res["removers"]["ipv4"]
+    exp = res["expires_at"]
+    assert exp - host_now(lab, host) >= 2, "the task took too long to hold the lock before the expiry"
+    holder = lab.exec(host, ["sh", "-c", "sh -c 'exec 9>/run/xtables.lock && flock 9 && exec sleep 60' "
+                                         "</dev/null >/dev/null 2>&1 & echo $!"]).stdout.strip()
+    try:
+        wait_for("the expiry moment plus 3 s", lambda: host_now(lab, host) >= exp + 3, timeout=20)
+        legacy = lab.exec(host, ["iptables-legacy-save", "-t", "raw"]).stdout
+        assert "virtnet:it-lock:" in legacy, "removed although the xtables lock was held"
+    finally:
+        lab.exec(host, ["kill", holder], check=False)
+    wait_for("it-lock removed after the lock was released",
+             lambda: "virtnet:it-lock:" not in lab.exec(host, ["iptables-legacy-save", "-t", "raw"]).stdout,
+             timeout=60)
+    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-lock", exp), timeout=10)
+    assert "removed 1 rule(s)" in logged[-1], logged
+
+
+def test_remover_survives_a_concurrent_restore_on_the_same_table(lab, run_playbook):
+    """el6 (iptables-restore without -w, so no lock): another tool rewrites the raw table in a loop across
+    the expiry moment; the remover still removes exactly its rule, the other tool's rule is intact."""
+    host = "el6-1"
+    res = ok(run(run_playbook, host, MOD, name="it-conc", protocol="tcp", destination_port=["4446"], expires=5))
+    exp = res["expires_at"]
+    churn = ("i=0; while [ $(date +%%s) -le %d ]; do "
+             "printf '*raw\\n-A OUTPUT -p udp --dport 7 -j ACCEPT\\nCOMMIT\\n' | iptables-restore --noflush; "
+             "printf '*raw\\n-D OUTPUT -p udp --dport 7 -j ACCEPT\\nCOMMIT\\n' | iptables-restore --noflush; "
+             "i=$((i+1)); done; "
+             "printf '*raw\\n-A OUTPUT -p udp --dport 9 -j ACCEPT\\nCOMMIT\\n' | iptables-restore --noflush; echo $i"
+             % (exp + 4))
+    loops = int(lab.exec(host, ["sh", "-c", churn], timeout=60).stdout.split()[-1])
+    assert loops > 10
+    wait_for("it-conc removed", lambda: not ours(save(lab, host), "it-conc"), timeout=60)
+    lines = save(lab, host)
+    assert "-A OUTPUT -p udp -m udp --dport 9 -j ACCEPT" in lines
+    assert not [x for x in lines if "--dport 7 " in x]
+    lab.exec(host, ["iptables", "-t", "raw", "-D", "OUTPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"])
+    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-conc", exp), timeout=10)
+    assert "removed 1 rule(s)" in logged[-1], logged
+
+
+def test_remover_retries_a_failed_read(lab, run_playbook):
+    """The remover's read fails once at the expiry moment (iptables-nft-save exits 1): it does not take that
+    for "nothing left", retries, removes the rule and logs both."""
+    host = "debian12-1"
+    res = ok(run(run_playbook, host, MOD, name="it-rdfail", protocol="tcp", destination_port=["4447"], expires=8))
+    exp = res["expires_at"]
+    assert exp - host_now(lab, host) >= 2, "the task took too long to arm the fault before the expiry"
+    saver = res["probe"]["tools"].get("iptables-nft-save") and "iptables-nft-save" or "iptables-save"
+    real = lab.exec(host, ["sh", "-c", "command -v %s" % saver]).stdout.strip()
+    lab.exec(host, ["sh", "-c", "cp -P %s /tmp/real-save && rm -f %s && "
+                                "printf '#!/bin/sh\\nif [ -e /tmp/fail-once ]; then rm -f /tmp/fail-once; "
+                                "echo \"%s: simulated read failure\" >&2; exit 1; fi\\n"
+                                "exec /usr/sbin/xtables-nft-multi %s \"$@\"\\n' > %s && chmod 755 %s && "
+                                "touch /tmp/fail-once" % (real, real, saver, saver, real, real)])
+    direct = ["xtables-nft-multi", "iptables-save", "-t", "raw"]  # not through the wrapper
+    try:
+        wait_for("it-rdfail removed", lambda: "virtnet:it-rdfail:" not in lab.exec(host, direct).stdout, timeout=60)
+        assert lab.exec(host, ["test", "-e", "/tmp/fail-once"], check=False).returncode == 1, "the fault never fired"
+    finally:
+        lab.exec(host, ["sh", "-c", "rm -f %s && cp -P /tmp/real-save %s" % (real, real)])
+    logged = wait_for("the remover's log lines", lambda: [x for x in expire_log(lab, host, "it-rdfail", exp)
+                                                          if "removed" in x], timeout=10)
+    every = expire_log(lab, host, "it-rdfail", exp)
+    assert any("attempt 1: read failed: %s: simulated read failure" % saver in x for x in every), every
+    assert "removed 1 rule(s)" in logged[-1]
 
 
 def test_expired_rules_are_purged_on_next_run(lab, run_playbook):

@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Ruleset model: iptables-save parsing (real outputs, legacy and nft), validation, plans, batches."""
+import os
+import pty
+import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -204,23 +208,146 @@ def _fake_bins(tmp_path, save_text):
     return str(save), str(restore)
 
 
+def _remover(tmp_path, save, restore, wait, name, exp, ack=''):
+    """Run the remover locally with a fake ``sleep`` (records its argument, returns at once) and no
+    ``logger`` on PATH, so its log goes to a file of the test."""
+    fake = tmp_path / 'bin'
+    fake.mkdir(exist_ok=True)
+    (fake / 'sleep').write_text('#!/bin/sh\necho "$1" >> %s\n' % (tmp_path / 'slept.txt'))
+    (fake / 'sleep').chmod(0o755)
+    for tool in ('sh', 'date', 'uname', 'grep', 'sed', 'head', 'tr', 'cat', 'mv'):
+        path = shutil.which(tool)
+        if path and not (fake / tool).exists():
+            (fake / tool).symlink_to(path)
+    env = {'PATH': str(fake), 'VIRTNET_EXPIRE_LOG': str(tmp_path / 'expire.log')}
+    r = subprocess.run([shutil.which('sh'), '-c', R.REMOVER_SCRIPT, 'x', save, restore, wait, 'raw', name, exp, ack],
+                       capture_output=True, text=True, timeout=20, check=False, env=env)
+    log = (tmp_path / 'expire.log').read_text() if (tmp_path / 'expire.log').exists() else ''
+    slept = (tmp_path / 'slept.txt').read_text().split() if (tmp_path / 'slept.txt').exists() else []
+    return r, log, slept
+
+
+def _stateful_bins(tmp_path, save_text, read_failures=0, restore_failures=0):
+    """Fake save/restore over a state file: restore applies ``-D`` lines; each may fail N times first."""
+    state = tmp_path / 'state.txt'
+    state.write_text(save_text)
+    save = tmp_path / 'fake-save'
+    save.write_text('#!/bin/sh\nn=$(cat %(d)s/rf 2>/dev/null || echo 0)\n'
+                    'if [ "$n" -lt %(rf)d ]; then echo $((n+1)) > %(d)s/rf; '
+                    'echo "iptables-save: Resource temporarily unavailable" >&2; exit 4; fi\n'
+                    'cat %(d)s/state.txt\n' % dict(d=tmp_path, rf=read_failures))
+    restore = tmp_path / 'fake-restore'
+    restore.write_text('#!/bin/sh\nn=$(cat %(d)s/wf 2>/dev/null || echo 0)\ncat > %(d)s/batch.txt\n'
+                       'echo "ARGS $*" >> %(d)s/calls.txt\n'
+                       'if [ "$n" -lt %(wf)d ]; then echo $((n+1)) > %(d)s/wf; '
+                       'echo "iptables-restore: line 2 failed" >&2; exit 1; fi\n'
+                       'grep "^-D " %(d)s/batch.txt | sed "s/^-D /-A /" > %(d)s/del.txt\n'
+                       'grep -v -x -F -f %(d)s/del.txt %(d)s/state.txt > %(d)s/new.txt; '
+                       'mv %(d)s/new.txt %(d)s/state.txt\n' % dict(d=tmp_path, wf=restore_failures))
+    for f in (save, restore):
+        f.chmod(0o755)
+    return str(save), str(restore), state
+
+
+EXPIRED = fixture('save_libvirt_legacy.txt').replace('exp=2000000000', 'exp=1500000000')
+
+
 def test_remover_deletes_exactly_ours_with_that_expiry(tmp_path):
     # an expiry already past: the remover does not sleep
-    save, restore = _fake_bins(tmp_path, fixture('save_libvirt_legacy.txt').replace('exp=2000000000', 'exp=1500000000'))
-    r = subprocess.run(['sh', '-c', R.REMOVER_SCRIPT, 'x', save, restore, '-w', 'raw', 'proxy', '1500000000'],
-                       capture_output=True, text=True, timeout=20, check=False)
-    assert r.returncode == 0, r.stderr
-    got = (tmp_path / 'in.txt').read_text().splitlines()
+    save, restore = _fake_bins(tmp_path, EXPIRED)
+    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
+    got = (tmp_path / 'in.txt').read_text().splitlines()[:4]
     assert got[0] == 'ARGS --noflush -w'
     assert got[1] == '*raw' and got[-1] == 'COMMIT'
-    assert len(got) == 4 and got[2].startswith('-D PREROUTING -p udp -m udp --dport 53')
+    assert got[2].startswith('-D PREROUTING -p udp -m udp --dport 53')
+    assert slept == []
+    # the fake restore changes nothing: the remover sees the rule again, retries, gives up and says so
+    assert r.returncode == 1 and 'GAVE UP after 10 attempts' in log and 'name=proxy exp=1500000000' in log
 
 
 def test_remover_does_nothing_when_gone(tmp_path):
     save, restore = _fake_bins(tmp_path, fixture('save_libvirt_legacy.txt'))
-    r = subprocess.run(['sh', '-c', R.REMOVER_SCRIPT, 'x', save, restore, '', 'raw', 'proxy', '1000000001'],
-                       capture_output=True, text=True, timeout=20, check=False)
+    r, log, slept = _remover(tmp_path, save, restore, '', 'proxy', '1000000001')
     assert r.returncode == 0 and not (tmp_path / 'in.txt').exists()
+    assert 'nothing left to remove (attempt 1)' in log
+
+
+def test_remover_removes_and_verifies(tmp_path):
+    save, restore, state = _stateful_bins(tmp_path, EXPIRED)
+    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
+    assert r.returncode == 0, log
+    assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text() and 'virtnet:old:' in state.read_text()
+    assert 'removed 1 rule(s) (attempt 2)' in log and slept == []
+
+
+def test_remover_retries_a_failed_read_instead_of_taking_it_for_nothing_left(tmp_path):
+    save, restore, state = _stateful_bins(tmp_path, EXPIRED, read_failures=2)
+    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
+    assert r.returncode == 0, log
+    assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text()
+    assert log.count('read failed: iptables-save: Resource temporarily unavailable') == 2
+    assert slept == ['1', '2'] and 'removed 1 rule(s) (attempt 4)' in log
+
+
+def test_remover_retries_a_failed_restore_with_backoff(tmp_path):
+    save, restore, state = _stateful_bins(tmp_path, EXPIRED, restore_failures=3)
+    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
+    assert r.returncode == 0, log
+    assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text()
+    assert log.count('fake-restore failed: iptables-restore: line 2 failed') == 3
+    assert slept == ['1', '2', '4']
+
+
+def test_remover_gives_up_after_bounded_backoff_and_logs_it(tmp_path):
+    save, restore, state = _stateful_bins(tmp_path, EXPIRED, read_failures=99)
+    r, log, slept = _remover(tmp_path, save, restore, '', 'proxy', '1500000000')
+    assert r.returncode == 1
+    assert slept == ['1', '2', '4', '8', '16', '30', '30', '30', '30', '30']
+    assert 'GAVE UP after 10 attempts (read failed' in log and ':exp=1500000000' in state.read_text()
+
+
+def test_remover_sleeps_until_expiry_and_writes_its_pid_first(tmp_path):
+    save, restore, dummy = _stateful_bins(tmp_path, EXPIRED)
+    ack = tmp_path / 'ack'
+    exp = str(int(time.time()) + 100)
+    r, log, slept = _remover(tmp_path, save, restore, '', 'proxy', exp, ack=str(ack))
+    assert ack.read_text().strip().isdigit()
+    assert 95 <= int(slept[0]) <= 100 and 'nothing left to remove' in log
+
+
+def test_apply_script_survives_the_pty_hangup(tmp_path):
+    """Ansible's ssh runs our scripts under a pty (-tt); when the session ends, the kernel sends SIGHUP
+    to its foreground process group.  Without SIGHUP ignored before the fork, a remover that had not
+    reached setsid() yet died with the session (the CI flake of test_expiry_removed_by_detached_remover)."""
+    dummy, restore, dummy = _stateful_bins(tmp_path, EXPIRED)
+    save = shutil.which('true')  # the table read after the remover's start returns at once
+    marker = tmp_path / 'survived'
+    remover = 'echo "$$" > "$7"; sleep 1; touch %s.$$' % marker
+    pids = []
+    for i in range(15):
+        args = [restore, '', save, '*raw\n-A X\nCOMMIT', '', '', '', '', 'raw', remover, 'n', '1500000000']
+        pid, fd = pty.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.execv(shutil.which('sh'), ['sh', '-c', R.APPLY_SCRIPT, 'virtnet'] + args)
+        out = b''
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.waitpid(pid, 0)
+        os.close(fd)
+        started = R.parse_removers(out.decode().replace('\r\n', '\n'))
+        assert started.get(save), out
+        pids.append(started[save])
+    deadline = time.time() + 30
+    while time.time() < deadline and not all(os.path.exists('%s.%d' % (marker, p)) for p in pids):
+        time.sleep(0.2)
+    lost = [p for p in pids if not os.path.exists('%s.%d' % (marker, p))]
+    assert not lost, 'removers killed by the hangup: %s' % lost
 
 
 def test_apply_script_tests_both_families_first(tmp_path):
@@ -231,6 +358,7 @@ def test_apply_script_tests_both_families_first(tmp_path):
     calls = [line for line in (tmp_path / 'in.txt').read_text().splitlines() if line.startswith('ARGS')]
     assert calls == ['ARGS --noflush --test', 'ARGS --noflush -w --test', 'ARGS --noflush', 'ARGS --noflush -w']
     assert r.stdout.count('@@save') == 2 and R.parse_sections(r.stdout)[save].startswith('*raw')
+    assert '@@remover' not in r.stdout
 
 
 def test_scripts_are_posix_sh():
