@@ -550,6 +550,15 @@ needs_restart:
   returned: on failure because a restart is needed
   type: list
   elements: str
+applied:
+  description:
+    - On failure, what had really been done on the host before the error, in order (empty when nothing was;
+      then C(changed) is false). A new network that libvirt cannot start is undefined again; a restart into a
+      definition that cannot start restores and restarts the previous one, and both show here.
+  returned: failure
+  type: list
+  elements: str
+  sample: [stopped network web for the restart, redefined network web, restored the previous definition of web]
 restart:
   description: Bridge ports before and after a restart, and the ports put back on the bridge.
   returned: when the network was restarted

@@ -327,7 +327,7 @@ BAD = [
     ('bridge name used by another network', dict(bridge={'name': 'virbr0'}, ips=[ipnet(181)]),
      'bridge name virbr0 is already used by network default'),
     ('bridge name too long', dict(bridge={'name': 'vbn-much-too-long0'}, ips=[ipnet(182)]),
-     'too long'),
+     'an interface name has 1 to 15 bytes, this one has 18'),
     ('subnet overlaps another network', dict(bridge={'name': 'vbn-ovl'},
                                              ips=[{'address': '192.168.122.129', 'prefix': 25}]),
      'overlaps 192.168.122.1/24 of network default'),
@@ -350,6 +350,26 @@ BAD = [
     ('unknown macvtap device', dict(forward='vepa', forward_interfaces=['dum0', 'eth7']),
      'unknown forward device eth7'),
     ('bad xml', dict(xml='<network><name>x</name>'), 'invalid XML'),
+    # issue 13: inputs libvirt or the kernel refused only after the network was defined, or took silently
+    ('bridge name with a space', dict(bridge={'name': 'virbr 1'}, ips=[ipnet(190)]), "bridge.name 'virbr 1'"),
+    ('bridge name with a slash', dict(bridge={'name': 'virbr/1'}, ips=[ipnet(190)]), 'names with "/", ":" or whitespace'),
+    ('bridge name dot-dot', dict(bridge={'name': '..'}, ips=[ipnet(190)]), 'refuses "." and ".."'),
+    ('bridge name non-ascii over 15 bytes', dict(bridge={'name': u'br\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9'},
+                                                 ips=[ipnet(190)]), 'this one has 16'),
+    ('network name with a slash', dict(name='a/b', ips=[ipnet(190)]), 'a libvirt network name cannot contain "/"'),
+    ('multicast dhcp host mac', dict(bridge={'name': 'vbn-mc'}, ips=[ipnet(191, [{'mac': '01:00:5e:00:00:01',
+                                                                                 'ip': '192.168.191.9'}])]),
+     'ips[0].hosts[0].mac 01:00:5e:00:00:01 is a multicast address'),
+    ('network address as bridge address', dict(bridge={'name': 'vbn-na'}, ips=[{'address': '192.168.168.0', 'prefix': 24}]),
+     'ips[0].address 192.168.168.0 is the network address of 192.168.168.0/24'),
+    ('broadcast address as bridge address', dict(bridge={'name': 'vbn-ba'},
+                                                 ips=[{'address': '192.168.168.255', 'prefix': 24}]),
+     'is the broadcast address of 192.168.168.0/24'),
+    ('dhcp host name not a DNS name', dict(bridge={'name': 'vbn-hn'}, ips=[ipnet(192, [{
+        'mac': '52:54:00:19:20:01', 'ip': '192.168.192.9', 'name': 'bad name;x'}])]),
+     "ips[0].hosts[0].name 'bad name;x' is not a DNS host name"),
+    ('xml external entity', dict(xml='<!DOCTYPE n [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+                                     '<network><name>&e;</name></network>'), 'external entity'),
 ]
 
 
@@ -358,11 +378,48 @@ def test_bad_input_changes_nothing(lab, run, label, args, needle):
     before = net_state(lab)
     params = dict(args)
     if 'xml' not in params:
-        params['name'] = 'badnet'
+        params.setdefault('name', 'badnet')
     res = run(**params)
     assert res['failed'], res
     assert needle in res['msg'], res['msg']
+    assert not res['changed'] and not res.get('applied'), res
     assert net_state(lab) == before
+
+
+def test_new_network_libvirt_cannot_start_leaves_nothing(lab, run):
+    """Valid input that libvirt defines and then cannot start (dnsmasq refuses an option): the definition
+    is removed again, the run says changed=false, and the next run fails the same way instead of being
+    stuck on a half-made network."""
+    before = net_state(lab)
+    args = dict(name='nostart', bridge={'name': 'vbn-ns'}, ips=[ipnet(193)], dnsmasq_options=['no-such-option=1'])
+    for dummy in range(2):
+        res = run(**args)
+        assert res['failed'] and 'could not start new network nostart' in res['msg'], res
+        assert 'definition was removed again' in res['msg'] and not res['changed'] and res['applied'] == [], res
+        assert net_state(lab) == before
+        assert ifindex(lab, 'vbn-ns') is None
+
+
+def test_restart_into_a_definition_libvirt_cannot_start_restores_the_old_one(lab, run):
+    """restart=if_needed to a definition that cannot start: the previous definition is put back and
+    started, the guest's port is back on the bridge, and the result lists what was done."""
+    name = 'rbk'
+    args = dict(name=name, bridge={'name': 'vbn-rbk'}, ips=[ipnet(194)])
+    try:
+        assert not run(**args)['failed']
+        lab.guest_add('grbk', HOST, network=name)
+        before = net_state(lab)
+        assert brif(lab, 'vbn-rbk') == ['vg-grbk']
+        res = run(**dict(args, dnsmasq_options=['no-such-option=1'], restart='if_needed'))
+        assert res['failed'] and 'previous definition was restored and started again' in res['msg'], res
+        assert res['changed'] and 'restored the previous definition of rbk' in res['applied'], res
+        assert net_state(lab)['xml'][name][1] == before['xml'][name][1]
+        assert brif(lab, 'vbn-rbk') == ['vg-grbk']
+        again = run(**args)
+        assert not again['failed'] and not again['changed'], again
+    finally:
+        lab.guest_del('grbk')
+        remove(run, name)
 
 
 def test_bad_change_to_existing_network_changes_nothing(lab, run):

@@ -24,10 +24,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import re
+
+from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
     ModelError, parse_xml, to_string, sub, yesno, to_int, norm_mac, norm_ip,
-    family_of, ip_to_int, netmask_to_prefix, prefix_to_netmask, in_subnet, network_of, etree)
+    family_of, ip_to_int, int_to_ip, netmask_to_prefix, prefix_to_netmask, in_subnet, network_of, etree)
 
 FORWARD_MODES = ('nat', 'route', 'open', 'isolated', 'bridge', 'private', 'vepa', 'passthrough', 'hostdev')
 # modes where libvirt creates and manages the bridge itself
@@ -712,21 +715,22 @@ def validate(model):
     m = model
     if not m.get('name'):
         raise ModelError('a network needs a name (option name or <name> in xml)')
+    check_network_name(m['name'])
     mode = m.get('forward') or 'nat'
     if mode not in FORWARD_MODES:
         raise ModelError('unknown forward mode %r (one of %s)' % (mode, ', '.join(FORWARD_MODES)))
     br = m.get('bridge') or {}
-    if br.get('name') and len(br['name']) > MAX_IFNAME:
-        raise ModelError('bridge name %r is too long: %d characters, the kernel allows %d'
-                         % (br['name'], len(br['name']), MAX_IFNAME))
+    if br.get('name') is not None:
+        check_ifname(br['name'], 'bridge.name')
     if mode in POOL_MODES and br.get('name'):
         raise ModelError("forward mode %r uses a pool of host devices, not a bridge: "
                          "use forward_dev/forward_interfaces instead of bridge.name" % mode)
     if m.get('mac'):
         norm_mac(m['mac'], 'network mac')
-    for dev in [m.get('forward_dev')] + list(m.get('forward_interfaces') or []):
-        if dev and len(dev) > MAX_IFNAME:
-            raise ModelError('forward device name %r is longer than %d characters' % (dev, MAX_IFNAME))
+    if m.get('forward_dev'):
+        check_ifname(m['forward_dev'], 'forward_dev')
+    for i, dev in enumerate(m.get('forward_interfaces') or []):
+        check_ifname(dev, 'forward_interfaces[%d]' % i)
     nat = m.get('nat') or {}
     for k in ('address_start', 'address_end'):
         if nat.get(k):
@@ -734,8 +738,8 @@ def validate(model):
     if nat.get('port_start') is not None and nat.get('port_end') is not None:
         if not (0 < nat['port_start'] <= nat['port_end'] <= 65535):
             raise ModelError('invalid nat port range %s-%s' % (nat['port_start'], nat['port_end']))
-    for ip in m.get('ips') or []:
-        _validate_ip(ip)
+    for i, ip in enumerate(m.get('ips') or []):
+        _validate_ip(ip, 'ips[%d]' % i)
     for rt in m.get('routes') or []:
         norm_ip(rt.get('address'), 'route address')
         norm_ip(rt.get('gateway'), 'route gateway')
@@ -750,11 +754,45 @@ def validate(model):
     return True
 
 
-def _validate_ip(ip):
+def check_ifname(name, option):
+    """A Linux interface name as the kernel's dev_valid_name() checks it; ModelError naming ``option``."""
+    text = to_text(name)
+    size = len(text.encode('utf-8'))
+    if not 0 < size <= MAX_IFNAME:
+        raise ModelError('%s %r: an interface name has 1 to %d bytes, this one has %d; pick a shorter name '
+                         '(e.g. virbr10)' % (option, name, MAX_IFNAME, size))
+    if text in ('.', '..') or any(c in text for c in '/:') or any(c.isspace() for c in text):
+        raise ModelError('%s %r: the kernel refuses "." and "..", and names with "/", ":" or whitespace; '
+                         'use letters, digits, "-" or "_" (e.g. virbr10)' % (option, name))
+    return True
+
+
+def check_network_name(name):
+    text = to_text(name)
+    if '/' in text or any(ord(c) < 32 for c in text) or text.strip() != text:
+        raise ModelError('name %r: a libvirt network name cannot contain "/", control characters, or leading or '
+                         'trailing whitespace; use letters, digits, "-", "_" or "."' % (name,))
+    return True
+
+
+_DNS_LABEL = re.compile(r'^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$')
+
+
+def check_hostname(name, option):
+    """A DHCP host name goes into dnsmasq's host file: one or more DNS labels, nothing else."""
+    text = to_text(name)
+    labels = text.split('.')
+    if len(text) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ModelError('%s %r is not a DNS host name (labels of letters, digits and "-", 1-63 characters each, '
+                         'separated by dots); it goes into dnsmasq\'s host file' % (option, name))
+    return True
+
+
+def _validate_ip(ip, where='ips[0]'):
     addr = ip.get('address')
     if not addr:
         raise ModelError('every entry of ips needs an address')
-    norm_ip(addr, 'ip address')
+    norm_ip(addr, '%s.address' % where)
     fam = ip.get('family') or family_of(addr)
     if fam != family_of(addr):
         raise ModelError('ip address %s is not %s' % (addr, fam))
@@ -765,6 +803,14 @@ def _validate_ip(ip):
         prefix = 24 if fam == 'ipv4' else 64
     if not 0 < prefix <= (32 if fam == 'ipv4' else 128):
         raise ModelError('invalid prefix %s for %s' % (prefix, addr))
+    if fam == 'ipv4' and prefix < 31:
+        dummy, value = ip_to_int(addr)
+        dummy, first, last = network_of(addr, prefix)
+        if value in (first, last):
+            what = 'network' if value == first else 'broadcast'
+            raise ModelError('%s.address %s is the %s address of %s/%s: the bridge needs a host address of the '
+                             'subnet, such as %s' % (where, addr, what, int_to_ip(fam, first), prefix,
+                                                     int_to_ip(fam, first + 1)))
     for rng in ip.get('ranges') or []:
         for end in ('start', 'end'):
             value = rng.get(end)
@@ -775,12 +821,18 @@ def _validate_ip(ip):
         if ip_to_int(rng['start'])[1] > ip_to_int(rng['end'])[1]:
             raise ModelError('DHCP range %s-%s: start is after end' % (rng['start'], rng['end']))
     seen = set()
-    for host in ip.get('hosts') or []:
+    for i, host in enumerate(ip.get('hosts') or []):
+        opt = '%s.hosts[%d]' % (where, i)
         if host.get('mac'):
-            mac = norm_mac(host['mac'], 'dhcp host %s' % (host.get('name') or host.get('ip')))
+            mac = norm_mac(host['mac'], '%s.mac' % opt)
+            if int(mac.split(':')[0], 16) & 1:
+                raise ModelError('%s.mac %s is a multicast address (lowest bit of the first byte set); a guest NIC '
+                                 'has a unicast MAC, e.g. 52:54:00:xx:xx:xx' % (opt, host['mac']))
             if mac in seen:
                 raise ModelError('duplicate DHCP host MAC %s' % mac)
             seen.add(mac)
+        if host.get('name') is not None:
+            check_hostname(host['name'], '%s.name' % opt)
         if host.get('ip'):
             norm_ip(host['ip'], 'dhcp host ip')
             if not in_subnet(host['ip'], addr, prefix):

@@ -69,25 +69,40 @@ class NetworkManager(object):
         self.check_mode = module.check_mode
         self.result = {'changed': False, 'changes': []}
         self.warnings = []
+        self.applied = []   # what was really done on the host, in order (a failed run reports it)
 
     # ---------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
         raise NetworkError(msg, **extra)
 
+    def _failed_result(self):
+        """A failed run says changed only if something was really done, and lists what."""
+        res = dict(self.result)
+        res['changed'] = bool(self.applied)
+        res['applied'] = list(self.applied)
+        if self.applied:
+            res.pop('diff', None)
+        return res
+
     def run(self):
         try:
             self._run()
         except NetworkError as err:
-            res = dict(self.result)
+            res = self._failed_result()
             res.update(err.extra)
+            res['changed'] = bool(self.applied)
             self.module.fail_json(msg=err.msg, **res)
         except ModelError as err:
-            self.module.fail_json(msg=str(err), **self.result)
+            self.module.fail_json(msg=str(err), **self._failed_result())
         except Exception as err:
             if not is_libvirt_error(err):
                 raise
-            self.module.fail_json(msg='libvirt error: %s' % libvirt_error_msg(err),
-                                  exception=traceback.format_exc(), **self.result)
+            msg = 'libvirt error: %s' % libvirt_error_msg(err)
+            if self.applied:
+                msg += ' (done before the error: %s)' % '; '.join(self.applied)
+            else:
+                msg += ' (nothing was changed)'
+            self.module.fail_json(msg=msg, exception=traceback.format_exc(), **self._failed_result())
         for w in self.warnings:
             self.module.warn(w)
         self.module.exit_json(**self.result)
@@ -162,7 +177,7 @@ class NetworkManager(object):
 
         # ---- act ---------------------------------------------------------------------------
         if restart:
-            net = self._restart(net, after_xml, name)
+            net = self._restart(net, after_xml, name, before_xml)
         else:
             for op in plan.live_ops:
                 try:
@@ -172,15 +187,41 @@ class NetworkManager(object):
                         raise
                     self.fail('live update failed (%s): %s' % (op.what, libvirt_error_msg(err)),
                               failed_update=op.as_dict())
+                self.applied.append('live update: %s' % op.what)
+            created = False
             if plan.redefine:
+                created = net is None
                 net = self.conn.networkDefineXML(after_xml)
+                self.applied.append('defined network %s' % name if created else 'redefined network %s' % name)
             if stop:
                 net.destroy()
+                self.applied.append('stopped network %s' % name)
             elif will_be_active and not active:
-                net.create()
+                self._start(net, name, created)
         if autostart is not None and autostart != cur_autostart:
             net.setAutostart(1 if autostart else 0)
+            self.applied.append('autostart %s' % ('on' if autostart else 'off'))
         self._finish(net)
+
+    def _start(self, net, name, created):
+        """Start; a network this run defined and libvirt cannot start is undefined again (nothing left)."""
+        try:
+            net.create()
+        except Exception as err:
+            if not is_libvirt_error(err) or not created:
+                raise
+            try:
+                net.undefine()
+            except Exception as err2:  # pylint: disable=broad-except
+                if not is_libvirt_error(err2):
+                    raise
+                self.fail('libvirt could not start new network %s (%s) and the definition could not be removed '
+                          'either (%s): remove it with virsh net-undefine %s'
+                          % (name, libvirt_error_msg(err), libvirt_error_msg(err2), name))
+            self.applied.pop()
+            self.fail('libvirt could not start new network %s: %s. Its definition was removed again: nothing was '
+                      'changed' % (name, libvirt_error_msg(err)))
+        self.applied.append('started network %s' % name)
 
     def _finish(self, net):
         xml = inactive_xml(net)
@@ -190,15 +231,35 @@ class NetworkManager(object):
         self.result['autostart'] = bool(net.autostart())
 
     # ---------------------------------------------------------------------------------------
-    def _restart(self, net, new_xml, name):
-        """destroy + define + create, then put every port the bridge had back on it."""
+    def _restart(self, net, new_xml, name, old_xml):
+        """destroy + define + create, then put every port the bridge had back on it.  If the new
+        definition cannot start, the old one is defined and started again (and its ports put back)."""
         live = from_xml(net.XMLDesc(0))
         old_bridge = model_bridge(live)
         guests = self.host.running_guest_ports(self.conn, name, old_bridge)
         before = self.host.bridge_ports(old_bridge)
         net.destroy()
+        self.applied.append('stopped network %s for the restart' % name)
         net = self.conn.networkDefineXML(new_xml)
-        net.create()
+        self.applied.append('redefined network %s' % name)
+        try:
+            net.create()
+        except Exception as err:
+            if not is_libvirt_error(err):
+                raise
+            reason = libvirt_error_msg(err)
+            net = self.conn.networkDefineXML(old_xml)
+            self.applied.append('restored the previous definition of %s' % name)
+            net.create()
+            self.applied.append('started %s again with its previous definition' % name)
+            self._reattach(net, before, guests, old_bridge)
+            self.fail('libvirt could not start network %s with the new definition: %s. The previous definition '
+                      'was restored and started again, its ports put back: %s'
+                      % (name, reason, ', '.join(self.result['restart']['reattached']) or 'none'))
+        self.applied.append('started network %s' % name)
+        return self._reattach(net, before, guests, old_bridge)
+
+    def _reattach(self, net, before, guests, old_bridge=None):
         new_bridge = model_bridge(from_xml(net.XMLDesc(0)))
         after_start = self.host.bridge_ports(new_bridge)
         links = set(self.host.host_links())

@@ -46,9 +46,18 @@ def parse_xml(text):
         text = text.encode('utf-8')
     parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
     try:
-        return etree.fromstring(text, parser)
+        root = etree.fromstring(text, parser)
     except etree.XMLSyntaxError as exc:
         raise ModelError('invalid XML: %s' % exc)
+    # lxml leaves entities unresolved (resolve_entities=False): a DTD that declares one is refused outright
+    # rather than silently dropped, so that a document never means something other than it says
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None:
+        for ent in dtd.iterentities():
+            kind = 'external entity' if ent.system_url else 'entity'
+            raise ModelError('invalid XML: the document references %s %r (%s); libvirt XML has no DTD: '
+                             'remove the <!DOCTYPE> declaration' % (kind, ent.name, ent.system_url or ent.content))
+    return root
 
 
 def to_string(elem, pretty=True):

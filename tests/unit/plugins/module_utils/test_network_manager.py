@@ -183,7 +183,7 @@ def test_restart_refused_then_done():
 
 @pytest.mark.parametrize('params,needle', [
     (dict(NEW, bridge={'name': 'virbr0'}), 'already used by network default'),
-    (dict(NEW, ips=[{'address': '192.168.122.200', 'prefix': 30}]), 'overlaps 192.168.122.1/24 of network default'),
+    (dict(NEW, ips=[{'address': '192.168.122.201', 'prefix': 30}]), 'overlaps 192.168.122.1/24 of network default'),
     (dict(NEW, ips=[{'address': '10.44.32.77', 'prefix': 28}]), 'host route 10.44.32.0/24 dev bond0'),
     (dict(NEW, forward='route', forward_dev='eth5'), 'unknown forward device eth5'),
     (dict(NEW, bridge={'name': 'eth0'}), 'already exists on the host'),
@@ -198,7 +198,7 @@ def test_conflicts(params, needle):
 def test_inactive_definition_only_warns():
     conn = FakeConn()
     params = dict(NEW)
-    params.update(forward='route', forward_dev='eth5', ips=[{'address': '192.168.122.200', 'prefix': 30}], active=False)
+    params.update(forward='route', forward_dev='eth5', ips=[{'address': '192.168.122.201', 'prefix': 30}], active=False)
     res = run(conn, **params)
     assert not res.failed
     assert any('eth5' in w for w in res.result['warnings'])

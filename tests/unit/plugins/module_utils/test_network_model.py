@@ -186,7 +186,7 @@ def test_nat_ranges_and_ipv6():
 
 
 @pytest.mark.parametrize('params,needle', [
-    ({'bridge': {'name': 'a-very-long-bridge-name'}}, 'too long'),
+    ({'bridge': {'name': 'a-very-long-bridge-name'}}, '1 to 15 bytes'),
     ({'mac': '52:54:00:zz:00:01'}, 'invalid MAC'),
     ({'ips': [{'address': '192.168.1.300', 'prefix': 24}]}, 'invalid IP address'),
     ({'ips': [{'address': '192.168.1.1', 'prefix': 24,
@@ -201,6 +201,24 @@ def test_nat_ranges_and_ipv6():
     ({'forward': 'vepa', 'bridge': {'name': 'br0'}}, 'pool of host devices'),
     ({'nat': {'port_start': 5000, 'port_end': 10}}, 'invalid nat port range'),
     ({'portgroups': [{'name': 'a'}, {'name': 'a'}]}, 'duplicate portgroup'),
+    # issue 13: what libvirt or the kernel refuse later, or accept and break on
+    ({'bridge': {'name': 'virbr 1'}}, "bridge.name 'virbr 1'"),
+    ({'bridge': {'name': 'virbr/1'}}, 'names with "/", ":" or whitespace'),
+    ({'bridge': {'name': 'vir:br'}}, 'names with "/", ":" or whitespace'),
+    ({'bridge': {'name': 'virbr\t1'}}, 'whitespace'),
+    ({'bridge': {'name': '..'}}, 'refuses "." and ".."'),
+    ({'bridge': {'name': ''}}, '1 to 15 bytes, this one has 0'),
+    ({'bridge': {'name': u'br\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9'}}, 'this one has 16'),
+    ({'forward': 'route', 'forward_dev': 'eth 0'}, "forward_dev 'eth 0'"),
+    ({'ips': [{'address': '192.168.168.0', 'prefix': 24}]}, 'ips[0].address 192.168.168.0 is the network address'),
+    ({'ips': [{'address': '192.168.168.255', 'prefix': 24}]}, 'is the broadcast address of 192.168.168.0/24'),
+    ({'ips': [{'address': '192.168.1.1', 'prefix': 24,
+               'hosts': [{'mac': '01:00:5e:00:00:01', 'ip': '192.168.1.9'}]}]}, 'ips[0].hosts[0].mac 01:00:5e:00:00:01 is a multicast'),
+    ({'ips': [{'address': '192.168.1.1', 'prefix': 24,
+               'hosts': [{'mac': '52:54:00:00:00:01', 'ip': '192.168.1.9', 'name': 'bad name;x'}]}]},
+     "ips[0].hosts[0].name 'bad name;x' is not a DNS host name"),
+    ({'ips': [{'address': '192.168.1.1', 'prefix': 24,
+               'hosts': [{'mac': '52:54:00:00:00:01', 'ip': '192.168.1.9', 'name': '-web'}]}]}, 'not a DNS host name'),
 ])
 def test_validate_rejects(params, needle):
     params = dict(params, name='bad')
@@ -242,3 +260,21 @@ def test_ipv6_family_is_rendered():
     routes = root.findall('route')
     assert routes[0].get('family') == 'ipv6' and routes[1].get('prefix') == '16'
     assert N.canonical(N.from_xml(N.to_xml(m))) == N.canonical(m)
+
+
+@pytest.mark.parametrize('name', ['a/b', ' lead', 'trail ', 'x\ny'])
+def test_validate_rejects_network_names_libvirt_refuses(name):
+    with pytest.raises(ModelError) as exc:
+        N.validate(N.model_from_params(dict(name=name)))
+    assert str(exc.value).startswith('name %r: a libvirt network name cannot contain' % name)
+
+
+@pytest.mark.parametrize('params', [
+    {'bridge': {'name': 'virbr-long_1234'}},                                  # 15 bytes
+    {'ips': [{'address': '192.168.1.0', 'prefix': 31}]},                      # /31: both addresses are hosts
+    {'ips': [{'address': '10.0.0.255', 'prefix': 16}]},                       # .255 inside a /16 is a host
+    {'ips': [{'address': '192.168.1.1', 'prefix': 24,
+              'hosts': [{'mac': '52:54:00:00:00:01', 'ip': '192.168.1.9', 'name': 'web-1.lab.example'}]}]},
+])
+def test_validate_accepts_edge_cases(params):
+    assert N.validate(N.model_from_params(dict(params, name='ok')))
