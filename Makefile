@@ -71,7 +71,9 @@ unit: venv link
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 integration: deps
+	@rm -rf $(BUILD)/reliability
 	$(PY) -m pytest -q -m integration -n $(IT_WORKERS) --dist load --durations=15 tests/integration $(PYTEST_ARGS)
+	@$(PY) tests/integration/reliability.py
 
 vermin: venv
 	$(VENV)/bin/vermin -q --no-tips --violations --eval-annotations -t=2.7- -t=3.6- plugins/modules plugins/module_utils

@@ -97,6 +97,11 @@ class ActionModule(ActionModuleBase):
         if p['syslog_file'] is not None and not p['syslog_file'].startswith('/'):
             module.fail_json(msg='syslog_file must be an absolute path')
         match = p['match'] or {}
+        if match.get('protocol') is not None:
+            try:
+                rs.check_protocol(match['protocol'], None)
+            except rs.RuleError as e:
+                module.fail_json(msg='match.%s' % e)
         for key in ('source', 'destination'):
             if match.get(key) is not None:
                 try:

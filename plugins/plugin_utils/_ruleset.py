@@ -35,7 +35,7 @@ from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
 )
 
 __all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'parse_tag',
-           'render_batch', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'parse_removers', 'TAG_PREFIX',
+           'render_batch', 'check_protocol', 'RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'parse_removers', 'TAG_PREFIX',
            'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC']
 
 # Argument specs shared by the netfilter action plugins; their documentation is the doc fragment
@@ -221,7 +221,8 @@ def _port(param, value):
     return str(lo) if hi is None or hi == lo else '%d:%d' % (lo, hi)
 
 
-def _protocol(value, family):
+def check_protocol(value, family):
+    """A protocol name or number for ``family`` (None: either) -> its iptables word; RuleError if invalid."""
     if value is None:
         return None
     text = str(value).strip().lower()
@@ -363,7 +364,7 @@ def build_rules(kind, params):
 
     rules = []
     for family in families:
-        proto = _protocol(params.get('protocol'), family)
+        proto = check_protocol(params.get('protocol'), family)
         if (dports or sport) and (proto is None or proto not in PORT_PROTOCOLS):
             _fail('destination_port' if dports else 'source_port', dports or sport,
                   'ports need protocol tcp, udp, udplite, sctp or dccp', 'set protocol: tcp (or udp...)')

@@ -57,3 +57,14 @@ def run_playbook(lab):
     def _run(text_or_path, extra_vars=None, check=False, limit=None, diff=False):
         return playbook(lab, text_or_path, extra_vars=extra_vars, check=check, limit=limit, diff=diff)
     return _run
+
+
+@pytest.fixture
+def bad_input(request):
+    """``bad_input(module, case, expected, observed, unchanged)``: record one refused bad input for the
+    catalogue in docs/reliability.md (tests/integration/reliability.py renders it)."""
+    import reliability  # tests/integration is on sys.path under pytest's rootdir-relative imports
+
+    def _record(module, case, expected, observed, unchanged):
+        reliability.record(module, case, expected, observed, unchanged, request.node.nodeid)
+    return _record

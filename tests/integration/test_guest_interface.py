@@ -299,12 +299,14 @@ def test_check_mode_and_diff(lab, run, running):
     (dict(type='direct', source='eth0', mode='server'), "mode 'server' is not valid for type direct"),
     (dict(type='direct', source='nodev0', mode='bridge'), 'source device nodev0 does not exist'),
 ])
-def test_bad_input_changes_nothing(lab, run, stopped, args, needle):
+def test_bad_input_changes_nothing(lab, run, stopped, args, needle, bad_input):
     args = dict(args)
     args.setdefault('domain', stopped)
     before = inactive_xml(lab, stopped)
     res = run(**args)
     assert_unchanged(lab, stopped, before, res, needle)
+    assert not res['changed'], res
+    bad_input('guest_interface', repr(sorted(args.items())), needle, res['msg'], 'the domain\'s inactive XML')
 
 
 def test_duplicate_mac_of_other_domain(lab, run, running, stopped):

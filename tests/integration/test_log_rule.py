@@ -101,13 +101,23 @@ BAD = [
     (dict(chain="INPUT", out_interface="eth0"), "out_interface"),
     (dict(chain="INPUT", destination="fe80::1"), "family"),
     (dict(chain="INPUT", extra=["-j", "DROP"]), "extra"),
+    (dict(chain="INPUT", prefix="caf\u00e9: "), "prefix"),
+    (dict(chain="INPUT", prefix="a`id`"), "prefix"),
+    (dict(chain="INPUT", prefix="line\nbreak"), "prefix"),
+    (dict(chain="C" * 29), "chain"),
+    (dict(chain="INPUT", table="filter;id"), "table"),
+    (dict(chain="INPUT", level="7;id"), "level"),
+    (dict(chain="INPUT", name="a b"), "name"),
 ]
 
 
 @pytest.mark.parametrize("host", ["el6-1", "debian12-1"])
-def test_bad_inputs(lab, run_playbook, host):
+def test_bad_inputs(lab, run_playbook, host, bad_input):
     before = save(lab, host, "filter")
     for kw, word in BAD:
-        res = run(run_playbook, host, name="it-bad", **kw)
+        kw = dict(kw)
+        res = run(run_playbook, host, name=kw.pop("name", "it-bad"), **kw)
         assert res["failed"] and word in res["msg"], (kw, res)
-    assert save(lab, host, "filter") == before
+        assert not res["changed"] and save(lab, host, "filter") == before, kw
+        bad_input("log_rule (%s)" % host, json.dumps(kw, ensure_ascii=False), word, res["msg"],
+                  "iptables-save of the filter table")

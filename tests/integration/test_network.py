@@ -374,7 +374,7 @@ BAD = [
 
 
 @pytest.mark.parametrize('label,args,needle', BAD, ids=[b[0] for b in BAD])
-def test_bad_input_changes_nothing(lab, run, label, args, needle):
+def test_bad_input_changes_nothing(lab, run, label, args, needle, bad_input):
     before = net_state(lab)
     params = dict(args)
     if 'xml' not in params:
@@ -384,6 +384,8 @@ def test_bad_input_changes_nothing(lab, run, label, args, needle):
     assert needle in res['msg'], res['msg']
     assert not res['changed'] and not res.get('applied'), res
     assert net_state(lab) == before
+    bad_input('network', '%s: %s' % (label, json.dumps(params, ensure_ascii=False)), needle, res['msg'],
+              'virsh net-list --all and every network XML (live and inactive)')
 
 
 def test_new_network_libvirt_cannot_start_leaves_nothing(lab, run):

@@ -6,6 +6,7 @@ nf_tables backend (debian12: xtables-monitor, nft monitor trace).
 Run: VIRTLAB_NAME=cap .venv/bin/python -m pytest -q tests/integration/test_trace_capture.py
 """
 import json
+import re
 import threading
 import time
 
@@ -255,15 +256,33 @@ def test_check_mode_starts_nothing(lab, run_module, traced):
     assert left.strip() == ""
 
 
-def test_bad_input(lab, run_module, traced):
-    res = run_module("el7-1", MODULE, action="stop", capture_id="x;reboot")
-    assert res["failed"] and "capture_id" in res["msg"]
-    res = run_module("el7-1", MODULE, action="stop", capture_id="abcdef123456")
-    assert res["failed"] and "no capture abcdef123456" in res["msg"]
-    res = run_module("el7-1", MODULE, match=dict(destination_port=["70000"]))
-    assert res["failed"] and "bad port" in res["msg"]
-    res = run_module("el7-1", MODULE, probe=dict(netns="a b", command=["true"]))
-    assert res["failed"] and "netns" in res["msg"]
+CAPTURE_BAD = [
+    (dict(action="stop", capture_id="x;reboot"), "capture_id"),
+    (dict(action="stop", capture_id="abcdef123456"), "no capture abcdef123456"),
+    (dict(match=dict(destination_port=["70000"])), "bad port"),
+    (dict(probe=dict(netns="a b", command=["true"])), "netns"),
+    (dict(probe=dict(netns="$(id)", command=["true"])), "netns"),
+    (dict(match=dict(protocol="tcp;id")), "protocol"),
+    (dict(match=dict(source="10.0.0.1`id`")), "source"),
+    (dict(match=dict(in_interface="vn\u00e9t0")), "in_interface"),
+    (dict(duration=-1), "duration"),
+    (dict(max_lines=0), "max_lines"),
+]
+
+
+def test_bad_input(lab, run_module, traced, bad_input):
+    def snapshot():
+        rules = [re.sub(r"\[\d+:\d+\]", "", x) for x in lab.exec("el7-1", ["iptables-save"]).stdout.splitlines()
+                 if not x.startswith("#")]
+        return (rules,
+                lab.exec("el7-1", ["sh", "-c", "ls /run/virtnet-capture-* 2>/dev/null || true"]).stdout)
+    before = snapshot()
+    for kw, word in CAPTURE_BAD:
+        res = run_module("el7-1", MODULE, **kw)
+        assert res["failed"] and word in res["msg"], (kw, res)
+        assert not res["changed"] and snapshot() == before, kw
+        bad_input("trace_capture", json.dumps(kw, ensure_ascii=False), word, res["msg"],
+                  "iptables-save and the host's capture state files")
 
 
 @pytest.fixture

@@ -268,18 +268,38 @@ BAD = [
     (dict(chains=["FORWARD"]), "chains"),
     (dict(source="2001:db8::1"), "family"),
     (dict(name="x;reboot"), "name"),
+    # shell metacharacters in every string option, over-long and non-ASCII text
+    (dict(protocol="tcp;id"), "protocol"),
+    (dict(protocol="tcp", source="$(id)"), "source"),
+    (dict(protocol="tcp", destination="`id`"), "destination"),
+    (dict(protocol="tcp", source_port="80|id"), "source_port"),
+    (dict(protocol="tcp", destination_port=["80&&id"]), "destination_port"),
+    (dict(in_interface="eth0\nid"), "in_interface"),
+    (dict(out_interface="eth0>x", chains=["OUTPUT"]), "out_interface"),
+    (dict(in_interface="\u00e9th0"), "in_interface"),
+    (dict(extra=["-m", "string", "--string", "a b"]), "extra"),
+    (dict(name="x" * 65), "name"),
+    (dict(name="n\u00e9e"), "name"),
+    (dict(name="all"), "name"),
+    (dict(rate=0), "rate"),
+    (dict(expires=0), "expires"),
+    (dict(expires=31 * 86400), "expires"),
 ]
 
 
 @pytest.mark.parametrize("host", ["debian12-1", "el6-1"])
-def test_bad_inputs_fail_and_change_nothing(lab, run_playbook, host):
+def test_bad_inputs_fail_and_change_nothing(lab, run_playbook, host, bad_input):
     before = save(lab, host)
+    before6 = save(lab, host, family="ipv6")
     for kw, word in BAD:
         args = dict(dict(name="it-bad"), **kw)
         res = run(run_playbook, host, MOD, **args)
         assert res["failed"], (kw, res)
         assert word in res["msg"], (kw, res["msg"])
-    assert save(lab, host) == before
+        assert not res["changed"], (kw, res)
+        assert save(lab, host) == before and save(lab, host, family="ipv6") == before6, kw
+        bad_input("trace_rule (%s)" % host, json.dumps(kw, ensure_ascii=False), word, res["msg"],
+                  "iptables-save and ip6tables-save of the raw table")
 
 
 def test_el6_runs_without_python(lab, run_playbook):
