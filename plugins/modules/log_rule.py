@@ -165,6 +165,14 @@ expires_at:
   returned: when O(expires) is set and rules were added
   type: int
   sample: 1767225600
+replans:
+  description:
+    - How many times the table was read and planned again because another run of this collection (or a remover)
+      changed our rules between this task's read and its apply. Runs on one host take turns (C(flock) on
+      C(/var/lock/virtnet-rules.lock), 30 s at most) and each applies only to the table it planned against.
+  returned: when rules were applied
+  type: int
+  sample: 0
 removers:
   description:
     - Per address family, the pid of the detached remover that confirmed it started, or V(null) when it did not

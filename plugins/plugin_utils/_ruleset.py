@@ -66,6 +66,7 @@ RULESET_SPEC = dict(
 )
 
 TAG_PREFIX = 'virtnet:'
+MAX_REPLANS = 5  # reads and plans of one task when other runs keep changing the table
 NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 TAG_RE = re.compile(r'^virtnet:([A-Za-z0-9_.-]{1,64}):([0-9a-f]{8})(?::exp=(\d+))?$')
 IFACE_RE = re.compile(r'^[A-Za-z0-9_.@:+-]{1,15}$')
@@ -490,10 +491,12 @@ log() {
 }
 [ -n "$7" ] && echo "$$" > "$7"
 now=$(date +%s); d=$((E - now)); [ "$d" -gt 0 ] && sleep "$d"
+LK=/var/lock/virtnet-rules.lock; [ -d /var/lock ] && [ -w /var/lock ] || LK=/tmp/virtnet-rules.lock
+locked() { if command -v flock >/dev/null 2>&1; then flock -w 30 "$LK" "$@"; else "$@"; fi; }
 a=0; delay=1; removed=0; why=''
 while [ $a -lt 10 ]; do
   a=$((a + 1))
-  if ! out=$("$S" -t "$T" 2>&1); then
+  if ! out=$(locked "$S" -t "$T" 2>&1); then
     why="read failed: $(printf '%s' "$out" | head -n 2 | tr '\n' ' ')"
   else
     r=$(printf '%s\n' "$out" | grep -e '^-A ' | grep -F -e "virtnet:$N:" | grep -F -e ":exp=$E" | sed -e 's/^-A /-D /')
@@ -502,8 +505,8 @@ while [ $a -lt 10 ]; do
       exit 0
     fi
     c=$(printf '%s\n' "$r" | grep -c .)
-    if [ -n "$W" ]; then err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | "$R" --noflush "$W" 2>&1)
-    else err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | "$R" --noflush 2>&1); fi
+    if [ -n "$W" ]; then err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | locked "$R" --noflush "$W" 2>&1)
+    else err=$(printf '*%s\n%s\nCOMMIT\n' "$T" "$r" | locked "$R" --noflush 2>&1); fi
     if [ $? -eq 0 ]; then removed=$((removed + c)); why=''; continue; fi
     why="$R failed: $(printf '%s' "$err" | head -n 2 | tr '\n' ' ')"
   fi
@@ -545,13 +548,25 @@ printf '@@end\n'
 # confirm), and prints the tables again.
 #  $1 restore1 $2 wait1 $3 save1 $4 batch1   $5 restore2 $6 wait2 $7 save2 $8 batch2
 #  $9 table  ${10} remover script ('' = none)  ${11} name  ${12} expiry epoch
+#  ${13} ${14} fingerprints: the sorted tags of every rule of ours in the table as the plan read it
+# Runs of this collection on one host take turns (flock on /var/lock/virtnet-rules.lock, 30 s at most,
+# where flock exists), and a table whose tags differ from the fingerprint (another run or a remover
+# changed it since the plan's read) is left alone: exit 40, the controller reads and plans again.
 # SIGHUP is ignored before the remover is forked: ansible's ssh runs this under a pty (-tt), and
 # when the session ends the kernel sends SIGHUP to its foreground process group, which kills a
 # child that has not reached setsid() yet (the cause of removers lost now and then under load).
 APPLY_SCRIPT = r'''
 rs() { if [ -n "$2" ]; then printf '%s\n' "$4" | "$1" --noflush "$2" $3
        else printf '%s\n' "$4" | "$1" --noflush $3; fi; }
-R1=$1 W1=$2 S1=$3 B1=$4 R2=$5 W2=$6 S2=$7 B2=$8 T=$9; shift 9; RM=$1 NAME=$2 EXP=$3
+R1=$1 W1=$2 S1=$3 B1=$4 R2=$5 W2=$6 S2=$7 B2=$8 T=$9; shift 9; RM=$1 NAME=$2 EXP=$3 FP1=$4 FP2=$5
+LK=/var/lock/virtnet-rules.lock; [ -d /var/lock ] && [ -w /var/lock ] || LK=/tmp/virtnet-rules.lock
+if command -v flock >/dev/null 2>&1; then
+  exec 8>>"$LK" && flock -w 30 8 || { echo "another run held $LK for more than 30 s (nothing applied)" >&2; exit 24; }
+fi
+fp() { "$1" -t "$T" 2>/dev/null | grep -o 'virtnet:[A-Za-z0-9_.-]*:[0-9a-f]\{8\}\(:exp=[0-9]*\)\{0,1\}' | LC_ALL=C sort; }
+if { [ -n "$B1" ] && [ "$(fp "$S1")" != "$FP1" ]; } || { [ -n "$B2" ] && [ "$(fp "$S2")" != "$FP2" ]; }; then
+  echo "table $T changed since it was read (nothing applied)" >&2; exit 40
+fi
 if [ -n "$B1" ] && [ -n "$B2" ]; then
   rs "$R1" "$W1" --test "$B1" || { echo "$R1 rejected the batch (nothing applied)" >&2; exit 20; }
   rs "$R2" "$W2" --test "$B2" || { echo "$R2 rejected the batch (nothing applied)" >&2; exit 21; }
@@ -565,9 +580,9 @@ if [ -n "$RM" ]; then
     [ -n "$b" ] || continue
     ack=$(mktemp 2>/dev/null) || { ack=/tmp/virtnet-expire.$$.$g; : > "$ack"; }
     if command -v setsid >/dev/null 2>&1; then
-      setsid sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 &
+      setsid sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 8>&- &
     else
-      sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 &
+      sh -c "$RM" virtnet-expire "$s" "$r" "$w" "$T" "$NAME" "$EXP" "$ack" </dev/null >/dev/null 2>&1 8>&- &
     fi
     i=0; while [ ! -s "$ack" ] && [ $i -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
     pid=$(cat "$ack" 2>/dev/null); rm -f "$ack"
@@ -580,6 +595,12 @@ for s in "$S1" "$S2"; do
 done
 printf '@@end\n'
 '''
+
+
+def fingerprint(ruleset, table):
+    """The tags of every rule of ours in ``table``, sorted, one per line: what the apply script compares with
+    the table just before it applies (an empty string for none)."""
+    return '\n'.join(sorted(r.comment for r in ruleset.ours(table)))
 
 
 def parse_removers(text):
@@ -651,81 +672,93 @@ class RuleTask:
         else:
             res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
             sections = parse_sections(res.stdout)
-        rulesets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
-        if self.kind == 'log' and p['state'] == 'present':
-            for f in families:
-                if not rulesets[f].has_chain(table, p['chain']):
-                    m.fail_json(msg='chain=%r: no such chain in table %s (%s); create it first or use a built-in '
-                                    'chain' % (p['chain'], table, f))
-        now = facts.get('epoch') or int(time.time())
-        expires = p.get('expires') if p['state'] == 'present' else None
-        try:
-            plans = plan(rules, rulesets, p['name'], p['state'], table, now, expires,
-                         time_match=bool(facts.get('time_match')))
-        except RuleError as e:
-            m.fail_json(msg=str(e))
-        changed = any(fp.batch for fp in plans.values())
-        before = []
-        for f in families:
-            before += ['%s: %s' % (f, r.line) for r in rulesets[f].ours(table, p['name'])]
-        result = dict(changed=changed, backend=cmds[families[0]]['backend'], table=table,
-                      purged=[r.line for fp in plans.values() for r in fp.purged],
-                      batch={f: plans[f].batch for f in families if plans[f].batch},
-                      probe=facts)
-        after_sets = rulesets
-        if changed and not m.check_mode:
-            args = []
-            for i in range(2):
-                if i < len(families):
-                    c = cmds[families[i]]
-                    args += [c['restore'][0], '-w' if c['wait'] else '', c['save'][0], render_batch(plans[families[i]])]
-                else:
-                    args += ['', '', '', '']
-            want_remover = bool(expires) and any(plans[f].add for f in families)
-            args += [table, REMOVER_SCRIPT if want_remover else '', p['name'], str(now + expires) if expires else '']
+        for attempt in range(1, MAX_REPLANS + 1):
+            rulesets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
+            if self.kind == 'log' and p['state'] == 'present':
+                for f in families:
+                    if not rulesets[f].has_chain(table, p['chain']):
+                        m.fail_json(msg='chain=%r: no such chain in table %s (%s); create it first or use a built-in '
+                                        'chain' % (p['chain'], table, f))
+            now = facts.get('epoch') or int(time.time())
+            expires = p.get('expires') if p['state'] == 'present' else None
             try:
-                res = m.run_script(APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table)
-            except RemoteCommandError as e:
-                hint = ''
-                if expires and facts.get('time_match'):
-                    hint = ' (rules with expires use "-m time": does kernel %s have xt_time?)' % facts.get('kernel')
-                m.fail_json(msg=e.message + hint, rc=e.rc, stdout=e.stdout, stderr=e.stderr,
-                            batch=result['batch'])
-            sections = parse_sections(res.stdout)
-            after_sets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
-            rules_after = []
+                plans = plan(rules, rulesets, p['name'], p['state'], table, now, expires,
+                             time_match=bool(facts.get('time_match')))
+            except RuleError as e:
+                m.fail_json(msg=str(e))
+            changed = any(fp.batch for fp in plans.values())
+            before = []
             for f in families:
-                rules_after += [r.line for r in after_sets[f].ours(table, p['name'])]
-            after = []
-            for f in families:
-                after += ['%s: %s' % (f, r.line) for r in after_sets[f].ours(table, p['name'])]
-            if p['state'] == 'present':
-                missing = [r for r in rules if r.hash not in set(
-                    s.tag['hash'] for s in after_sets[r.family].ours(table, p['name']))]
-                if missing:
-                    m.fail_json(msg='iptables-restore succeeded but %d rule(s) are not in iptables-save afterwards'
-                                    % len(missing), batch=result['batch'])
-            if want_remover:
-                result['expires_at'] = now + expires
-                started = parse_removers(res.stdout)
-                result['removers'] = dict((f, started.get(cmds[f]['save'][0])) for f in families
-                                          if plans[f].add)
-                lost = sorted(f for f, pid in result['removers'].items() if not pid)
-                if lost:
-                    m.warn('the detached remover for %s did not confirm it started within 5 s: the rules stop '
-                           'matching at expires_at (-m time) and the next run on this host purges them'
-                           % ', '.join(lost))
-        else:
-            rules_after = []
-            after = []
-            for f in families:
-                fp = plans[f]
-                deleted = set(id(r) for r in fp.delete)
-                kept = [r for r in rulesets[f].ours(table, p['name']) if id(r) not in deleted]
-                rules_after += [r.line for r in kept] + list(fp.preview)
-                after += ['%s: %s' % (f, r.line) for r in kept] + ['%s: %s' % (f, x) for x in fp.preview]
-            if expires and changed:
-                result['expires_at'] = now + expires
+                before += ['%s: %s' % (f, r.line) for r in rulesets[f].ours(table, p['name'])]
+            result = dict(changed=changed, backend=cmds[families[0]]['backend'], table=table,
+                          purged=[r.line for fp in plans.values() for r in fp.purged],
+                          batch={f: plans[f].batch for f in families if plans[f].batch},
+                          probe=facts)
+            after_sets = rulesets
+            if changed and not m.check_mode:
+                args = []
+                for i in range(2):
+                    if i < len(families):
+                        c = cmds[families[i]]
+                        args += [c['restore'][0], '-w' if c['wait'] else '', c['save'][0], render_batch(plans[families[i]])]
+                    else:
+                        args += ['', '', '', '']
+                want_remover = bool(expires) and any(plans[f].add for f in families)
+                args += [table, REMOVER_SCRIPT if want_remover else '', p['name'], str(now + expires) if expires else '']
+                args += [fingerprint(rulesets[families[i]], table) if i < len(families) else '' for i in range(2)]
+                try:
+                    res = m.run_script(APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table, ok_rcs=(0, 40))
+                except RemoteCommandError as e:
+                    hint = ''
+                    if expires and facts.get('time_match'):
+                        hint = ' (rules with expires use "-m time": does kernel %s have xt_time?)' % facts.get('kernel')
+                    m.fail_json(msg=e.message + hint, rc=e.rc, stdout=e.stdout, stderr=e.stderr,
+                                batch=result['batch'])
+                if res.rc == 40:  # another run (or a remover) changed our rules since the read: read, plan again
+                    if attempt >= MAX_REPLANS:
+                        m.fail_json(msg='the %s table kept changing under this task (%d reads): another run of this '
+                                        'collection on the host? Nothing was applied; run it again' % (table, attempt),
+                                    batch=result['batch'])
+                    res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
+                    sections = parse_sections(res.stdout)
+                    continue
+                result['replans'] = attempt - 1
+                sections = parse_sections(res.stdout)
+                after_sets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
+                rules_after = []
+                for f in families:
+                    rules_after += [r.line for r in after_sets[f].ours(table, p['name'])]
+                after = []
+                for f in families:
+                    after += ['%s: %s' % (f, r.line) for r in after_sets[f].ours(table, p['name'])]
+                if p['state'] == 'present':
+                    missing = [r for r in rules if r.hash not in set(
+                        s.tag['hash'] for s in after_sets[r.family].ours(table, p['name']))]
+                    if missing:
+                        m.fail_json(msg='iptables-restore succeeded but %d rule(s) are not in iptables-save afterwards'
+                                        % len(missing), batch=result['batch'])
+                if want_remover:
+                    result['expires_at'] = now + expires
+                    started = parse_removers(res.stdout)
+                    result['removers'] = dict((f, started.get(cmds[f]['save'][0])) for f in families
+                                              if plans[f].add)
+                    lost = sorted(f for f, pid in result['removers'].items() if not pid)
+                    if lost:
+                        m.warn('the detached remover for %s did not confirm it started within 5 s: the rules stop '
+                               'matching at expires_at (-m time) and the next run on this host purges them'
+                               % ', '.join(lost))
+            else:
+                rules_after = []
+                after = []
+                for f in families:
+                    fp = plans[f]
+                    deleted = set(id(r) for r in fp.delete)
+                    kept = [r for r in rulesets[f].ours(table, p['name']) if id(r) not in deleted]
+                    rules_after += [r.line for r in kept] + list(fp.preview)
+                    after += ['%s: %s' % (f, r.line) for r in kept] + ['%s: %s' % (f, x) for x in fp.preview]
+                if expires and changed:
+                    result['expires_at'] = now + expires
+            break
         result['rules'] = rules_after
         if m.diff_mode:
             result['diff'] = dict(before='\n'.join(before) + ('\n' if before else ''),

@@ -345,3 +345,47 @@ def test_kernel_emits_trace_for_guest_traffic(lab, run_playbook, host):
     finally:
         run(run_playbook, host, MOD, name="it-emit", state="absent")
         lab.guest_del(guest)
+
+
+def _at_once(*calls):
+    """Run the given callables at the same time; return their results in order."""
+    out = [None] * len(calls)
+
+    def runner(i, fn):
+        out[i] = fn()
+    threads = [threading.Thread(target=runner, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return out
+
+
+@pytest.mark.parametrize("host", ["debian12-1", "el7-1"])
+def test_two_playbooks_trace_one_host_at_once(lab, run_playbook, host):
+    """Different names: both rule sets land, neither removes the other's; the same name twice: one rule set,
+    no duplicate. Everything that is not ours stays byte-identical (counters aside)."""
+    before = others(save(lab, host))
+    for rnd in range(3):
+        a, b = _at_once(
+            lambda: run(run_playbook, host, MOD, name="it-ca", protocol="tcp", destination_port=[str(5100 + rnd)]),
+            lambda: run(run_playbook, host, MOD, name="it-cb", protocol="udp", destination_port=[str(5200 + rnd)]))
+        ok(a)
+        ok(b)
+        lines = save(lab, host)
+        assert len(ours(lines, "it-ca")) == 1 and "--dport %d " % (5100 + rnd) in ours(lines, "it-ca")[0]
+        assert len(ours(lines, "it-cb")) == 1 and "--dport %d " % (5200 + rnd) in ours(lines, "it-cb")[0]
+        same = _at_once(*[lambda: run(run_playbook, host, MOD, name="it-cs", protocol="tcp",
+                                      destination_port=[str(5300 + rnd)], chains=["PREROUTING", "OUTPUT"])] * 2)
+        for res in same:
+            ok(res)
+        assert len(ours(save(lab, host), "it-cs")) == 2, ours(save(lab, host), "it-cs")  # one per chain
+        assert others(save(lab, host)) == before
+    gone = _at_once(lambda: run(run_playbook, host, MOD, name="it-ca", state="absent"),
+                    lambda: run(run_playbook, host, MOD, name="it-cb", state="absent"),
+                    lambda: run(run_playbook, host, MOD, name="it-cs", state="absent"))
+    for res in gone:
+        ok(res)
+    lines = save(lab, host)
+    assert not ours(lines, "it-ca") and not ours(lines, "it-cb") and not ours(lines, "it-cs")
+    assert others(lines) == before

@@ -387,3 +387,22 @@ def test_without_time_match_the_expiry_is_only_in_the_tag():
     rules = R.build_rules('trace', params(name='e', expires=30))
     fp = R.plan(rules, rulesets(), 'e', 'present', 'raw', NOW, expires=30, time_match=False)['ipv4']
     assert ':exp=%d' % (NOW + 30) in fp.add[0] and '-m time' not in fp.add[0]
+
+
+def test_apply_script_leaves_a_table_changed_since_the_read_alone(tmp_path):
+    """Another run added a rule of ours after this task's read: exit 40, nothing applied (the task reads and
+    plans again); with the fingerprint of what is there now, the batch is applied."""
+    full = fixture('save_libvirt_legacy.txt')
+    start = full.index('*raw')
+    text = full[start:full.index('COMMIT', start) + 7]   # what iptables-save -t raw prints
+    save, restore = _fake_bins(tmp_path, text)
+    stale = R.fingerprint(R.parse_save(text.replace('virtnet:old:', 'virtnet:gone:')), 'raw')
+    args = [restore, '', save, '*raw\n-A X\nCOMMIT', '', '', '', '', 'raw', '', '', '', stale, '']
+    r = subprocess.run(['sh', '-c', R.APPLY_SCRIPT, 'virtnet'] + args, capture_output=True, text=True, check=False)
+    assert r.returncode == 40 and 'changed since it was read' in r.stderr
+    assert not (tmp_path / 'in.txt').exists()
+    args[12] = R.fingerprint(R.parse_save(text), 'raw')
+    assert args[12].count('virtnet:') >= 2
+    r = subprocess.run(['sh', '-c', R.APPLY_SCRIPT, 'virtnet'] + args, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'in.txt').read_text().splitlines()[0] == 'ARGS --noflush'
