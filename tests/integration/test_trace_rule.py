@@ -389,3 +389,31 @@ def test_two_playbooks_trace_one_host_at_once(lab, run_playbook, host):
     lines = save(lab, host)
     assert not ours(lines, "it-ca") and not ours(lines, "it-cb") and not ours(lines, "it-cs")
     assert others(lines) == before
+
+
+def _all_tables(lab, host):
+    """iptables-save of every table, comments and counters aside (what another owner would compare)."""
+    out = lab.exec(host, ["iptables-save"]).stdout
+    return [re.sub(r" ?\[\d+:\d+\]", "", x) for x in out.splitlines() if x and not x.startswith("#")]
+
+
+@pytest.mark.parametrize("host", ["debian12-1", "el7-1"])
+def test_ten_thousand_foreign_rules_left_byte_identical(lab, run_playbook, host):
+    """A crowded host (10,000 rules of libvirt-like, Docker-like and user owners in raw, nat and filter):
+    our add and our remove leave every one of them, and their order, as they were.
+    Timings of the same add/remove: bench/bench_trace_rule_crowded.py."""
+    import crowd
+    lab.exec(host, ["iptables-restore", "--noflush"], input=crowd.batch(), timeout=120)
+    try:
+        before = _all_tables(lab, host)
+        assert len([x for x in before if x.startswith("-A ")]) >= 10000
+        res = ok(run(run_playbook, host, MOD, name="it-crowd", protocol="tcp", destination_port=["3128", "8080"],
+                     expires=600))
+        assert res["changed"] and len(res["rules"]) == 2
+        during = _all_tables(lab, host)
+        assert [x for x in during if "virtnet:it-crowd:" not in x] == before
+        res = ok(run(run_playbook, host, MOD, name="it-crowd", state="absent"))
+        assert res["changed"]
+        assert _all_tables(lab, host) == before
+    finally:
+        lab.exec(host, ["iptables-restore", "--noflush"], input=crowd.remove_batch(), check=False)
