@@ -126,34 +126,39 @@ def parse_files(text):
 #   modprobe MODULE | bind PF VALUE | allnetns VALUE | write PATH MODE CONTENT | remove PATH
 APPLY_SCRIPT = r'''
 kernel=$(cat /proc/sys/kernel/osrelease 2>/dev/null || uname -r)
+staged=''; removes=''
+drop() { for x in $staged; do rm -f "${x%%|*}"; done; }
 while [ $# -gt 0 ]; do
   op=$1; shift
   case "$op" in
     modprobe)
       if ! out=$(modprobe "$1" 2>&1); then
-        printf 'cannot load kernel module %s on kernel %s: %s\n' "$1" "$kernel" "$out" >&2; exit 10
+        drop; printf 'cannot load kernel module %s on kernel %s: %s\n' "$1" "$kernel" "$out" >&2; exit 10
       fi; shift ;;
     bind)
       if command -v sysctl >/dev/null 2>&1; then sysctl -w "net.netfilter.nf_log.$1=$2" >/dev/null
       else printf '%s\n' "$2" > "/proc/sys/net/netfilter/nf_log/$1"; fi
       if [ $? -ne 0 ]; then
-        printf 'cannot set net.netfilter.nf_log.%s=%s (logger not registered on kernel %s?)\n' "$1" "$2" "$kernel" >&2; exit 11
+        drop; printf 'cannot set net.netfilter.nf_log.%s=%s (logger not registered on kernel %s?)\n' "$1" "$2" "$kernel" >&2; exit 11
       fi; shift 2 ;;
     allnetns)
       if ! printf '%s\n' "$1" > /proc/sys/net/netfilter/nf_log_all_netns; then
-        printf 'cannot set net.netfilter.nf_log_all_netns=%s\n' "$1" >&2; exit 12
+        drop; printf 'cannot set net.netfilter.nf_log_all_netns=%s\n' "$1" >&2; exit 12
       fi; shift ;;
     write)
-      d=${1%/*}; [ -d "$d" ] || mkdir -p "$d" || exit 13
-      t="$d/.virtnet.$$.tmp"
-      if ! { printf '%s' "$3" > "$t" && chmod "$2" "$t" && mv -f "$t" "$1"; }; then
-        rm -f "$t"; printf 'cannot write %s\n' "$1" >&2; exit 13
-      fi; shift 3 ;;
+      d=${1%/*}; t="$d/.virtnet.$$.${1##*/}.tmp"
+      if ! err=$( { [ -d "$d" ] || mkdir -p "$d"; } 2>&1 && { printf '%s' "$3" | cat > "$t"; } 2>&1 && chmod "$2" "$t" 2>&1 ); then
+        rm -f "$t" 2>/dev/null; drop
+        printf 'cannot write %s: %s (nothing was changed)\n' "$1" "$(printf '%s' "$err" | tr '\n' ' ')" >&2; exit 13
+      fi
+      staged="$staged $t|$1"; shift 3 ;;
     remove)
-      rm -f "$1" || exit 14; shift ;;
-    *) printf 'internal error: unknown op %s\n' "$op" >&2; exit 15 ;;
+      removes="$removes $1"; shift ;;
+    *) drop; printf 'internal error: unknown op %s\n' "$op" >&2; exit 15 ;;
   esac
 done
+for x in $staged; do mv -f "${x%%|*}" "${x#*|}" || { drop; printf 'cannot move %s into place\n' "${x#*|}" >&2; exit 13; }; done
+for f in $removes; do rm -f "$f" || exit 14; done
 printf '@@bindings\n'
 n=''; for f in /proc/sys/net/netfilter/nf_log/*; do [ -r "$f" ] && n="$n net.netfilter.nf_log.${f##*/}"; done
 if [ -n "$n" ] && command -v sysctl >/dev/null 2>&1 && sysctl $n 2>/dev/null; then :; else
@@ -187,7 +192,8 @@ def _sysctl_lines(bindings, all_netns):
 
 class Plan:
     def __init__(self):
-        self.ops = []          # flat list of words for APPLY_SCRIPT
+        self.ops = []          # flat list of words for APPLY_SCRIPT (runtime changes)
+        self.file_ops = []     # file writes/removals: staged first, moved into place last
         self.changes = []      # human readable
         self.chosen = {}
         self.families = {}
@@ -320,10 +326,10 @@ def _want_file(p, path, before, after, mode):
     if after is None:
         if before is None:
             return
-        p.ops += ['remove', path]
+        p.file_ops += ['remove', path]
         p.changes.append('remove %s' % path)
     else:
-        p.ops += ['write', path, mode, after]
+        p.file_ops += ['write', path, mode, after]
         p.changes.append('write %s' % path)
     p.files[path] = dict(before=before or '', after=after or '')
 
@@ -361,7 +367,7 @@ class NfLogTask:
                       families=p.families, netns=p.netns, files=sorted(p.files), probe=facts,
                       kernel=facts.get('kernel'), distro=facts.get('distro'))
         if p.changed and not m.check_mode:
-            res = m.run_script(APPLY_SCRIPT, p.ops, what='nf_log set-up', ok_rcs=(0,), check_rc=False)
+            res = m.run_script(APPLY_SCRIPT, p.file_ops + p.ops, what='nf_log set-up', ok_rcs=(0,), check_rc=False)
             if res.rc != 0:
                 detail = (res.stderr or res.stdout).strip()
                 m.fail_json(msg='nf_log failed on %s (kernel %s): %s' % (m.host, facts.get('kernel'), detail),

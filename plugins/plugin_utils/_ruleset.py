@@ -514,7 +514,8 @@ while [ $a -lt 10 ]; do
   sleep $delay
   delay=$((delay * 2)); [ $delay -gt 30 ] && delay=30
 done
-log "GAVE UP after $a attempts ($why): rules tagged virtnet:$N: with exp=$E may be left; they no longer match (-m time --datestop) and the next trace_rule/log_rule run on this host purges them"
+log "GAVE UP after $a attempts ($why): rules tagged virtnet:$N: with exp=$E may be left;" \
+    "they no longer match (-m time --datestop) and the next trace_rule/log_rule run on this host purges them"
 exit 1
 '''
 

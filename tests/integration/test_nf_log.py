@@ -112,3 +112,29 @@ def test_module_that_cannot_be_loaded_names_module_and_kernel(lab, run_module):
     finally:
         lab.exec(host, ["sh", "-c", "cp /tmp/modprobe.orig /usr/sbin/modprobe"])
         ok(run_module(host, MOD, families=["ipv4"]))
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_persistent_write_that_fails_is_clear_and_leaves_no_partial_file(lab, run_module, fault):
+    """persistent: true where /etc/sysctl.d cannot be written (mounted read-only, or a full filesystem):
+    a clear error naming the file and the reason, no file and no temporary file left behind."""
+    host, path = "el7-1", "/etc/sysctl.d/90-virtnet.conf"
+    ok(run_module(host, MOD, families=["ipv4"], state="absent", force=True))
+    lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=NONE"])
+    opts = "ro,size=64k" if fault == "read-only" else "size=4k"
+    lab.exec(host, ["mount", "-t", "tmpfs", "-o", opts, "virtnet-fault", "/etc/sysctl.d"])
+    try:
+        if fault == "full":  # fill it: a 4 KiB tmpfs holds one page
+            lab.exec(host, ["sh", "-c", "dd if=/dev/zero of=/etc/sysctl.d/fill bs=1k count=64 2>/dev/null; true"])
+        res = run_module(host, MOD, families=["ipv4"], persistent=True)
+        assert res["failed"], res
+        assert "cannot write %s" % path in res["msg"], res["msg"]
+        reason = "Read-only file system" if fault == "read-only" else "No space left on device"
+        assert reason in res["msg"] and "(nothing was changed)" in res["msg"], res
+        assert sysctl(lab, host, 2) == "NONE", "the runtime binding was made although the files were not"
+        assert read(lab, host, "/etc/modules-load.d/virtnet.conf") is None, "a file was written, another not"
+        left = lab.exec(host, ["sh", "-c", "ls -A /etc/sysctl.d | grep -v '^fill$' || true"]).stdout.split()
+        assert left == [], left
+    finally:
+        lab.exec(host, ["umount", "/etc/sysctl.d"], check=False)
+    assert read(lab, host, path) is None

@@ -825,7 +825,7 @@ def _validate_ip(ip, where='ips[0]'):
         opt = '%s.hosts[%d]' % (where, i)
         if host.get('mac'):
             mac = norm_mac(host['mac'], '%s.mac' % opt)
-            if int(mac.split(':')[0], 16) & 1:
+            if int(mac.split(':', 1)[0], 16) & 1:
                 raise ModelError('%s.mac %s is a multicast address (lowest bit of the first byte set); a guest NIC '
                                  'has a unicast MAC, e.g. 52:54:00:xx:xx:xx' % (opt, host['mac']))
             if mac in seen:

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """nf_log matrix and plan, from real probe outputs."""
+import os
 import subprocess
 
 import pytest
@@ -119,10 +120,10 @@ def test_persistent_systemd_files():
     # idempotent: same content -> nothing to write
     files2 = dict((k, v['after']) for k, v in p.files.items())
     p2 = _nflog.plan(f, params(persistent=True), files2)
-    assert [o for o in p2.ops if o == 'write'] == []
+    assert [o for o in p2.file_ops if o == 'write'] == []
     # absent removes them
     p3 = _nflog.plan(f, params(state='absent'), files2)
-    assert p3.ops.count('remove') == 2
+    assert p3.file_ops.count('remove') == 2
 
 
 def test_persistent_el6_block_in_sysctl_conf():
@@ -132,15 +133,15 @@ def test_persistent_el6_block_in_sysctl_conf():
     p = _nflog.plan(f, params(persistent=True), files)
     mod = p.files['/etc/sysconfig/modules/virtnet.modules']['after']
     assert mod.startswith('#!/bin/sh') and '/sbin/modprobe ipt_LOG' in mod
-    assert p.ops[p.ops.index('/etc/sysconfig/modules/virtnet.modules') + 1] == '0755'
+    assert p.file_ops[p.file_ops.index('/etc/sysconfig/modules/virtnet.modules') + 1] == '0755'
     after = p.files['/etc/sysctl.conf']['after']
     assert after.startswith(conf)
     assert _nflog.BLOCK_BEGIN in after and 'net.netfilter.nf_log.2 = ipt_LOG' in after
     files2 = {'/etc/sysconfig/modules/virtnet.modules': mod, '/etc/sysctl.conf': after}
-    assert 'write' not in _nflog.plan(f, params(persistent=True), files2).ops
+    assert 'write' not in _nflog.plan(f, params(persistent=True), files2).file_ops
     p3 = _nflog.plan(f, params(state='absent'), files2)
     assert p3.files['/etc/sysctl.conf']['after'] == conf
-    assert 'remove' in p3.ops
+    assert 'remove' in p3.file_ops
 
 
 def test_parse_files():
@@ -169,3 +170,33 @@ def test_apply_script_reports_modprobe_failure_with_kernel(tmp_path):
                        text=True, env={'PATH': '%s:/usr/bin:/bin' % tmp_path}, check=False)
     assert r.returncode == 10
     assert 'cannot load kernel module ipt_LOG on kernel' in r.stderr and 'FATAL' in r.stderr
+
+
+def test_apply_script_stages_files_and_changes_nothing_when_one_cannot_be_written(tmp_path):
+    """The first file is staged, the second cannot be written: no file moved into place, no temporary file
+    left, and the runtime change after them (a bind through a fake sysctl) is never made."""
+    base = tmp_path / 'etc'
+    base.mkdir()
+    for d in (tmp_path.parents[1], tmp_path.parent, tmp_path, base):   # let the unprivileged user in
+        d.chmod(d.stat().st_mode | 0o755)
+    good, bad_dir = base / 'ok' / 'a.conf', base / 'ro'
+    good.parent.mkdir()
+    good.parent.chmod(0o777)
+    bad_dir.mkdir()
+    bad_dir.chmod(0o555)
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (fake / 'sysctl').write_text('#!/bin/sh\necho "$*" >> %s\n' % (tmp_path / 'sysctl.log'))
+    (fake / 'sysctl').chmod(0o755)
+    ops = ['write', str(good), '0644', 'a = 1\n', 'write', str(bad_dir / 'b.conf'), '0644', 'b = 2\n',
+           'bind', '2', 'nf_log_ipv4']
+    r = subprocess.run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c',
+                        _nflog.APPLY_SCRIPT, 'virtnet'] + ops, capture_output=True, text=True, check=False,
+                       env={'PATH': '%s:/usr/bin:/bin' % fake}) if os.geteuid() == 0 else None
+    if r is None:
+        pytest.skip('needs root to drop to an unprivileged user (root writes into a 0500 directory)')
+    assert r.returncode == 13, r.stderr
+    assert 'cannot write %s: ' % (bad_dir / 'b.conf') in r.stderr and 'Permission denied' in r.stderr
+    assert '(nothing was changed)' in r.stderr
+    assert not good.exists() and list(good.parent.iterdir()) == []
+    assert not (tmp_path / 'sysctl.log').exists()
