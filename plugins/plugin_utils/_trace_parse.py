@@ -85,8 +85,10 @@ in a chain the packet already went through, starts a new packet (the kernel reus
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import OrderedDict, deque
+from itertools import chain as _chain
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
 
@@ -131,9 +133,71 @@ _LEGACY_RE = re.compile(
 _SYSLOG_RE = re.compile(
     r"^\s*(?:<\d+>)?(?:(\w{3} [ \d]\d \d\d:\d\d:\d\d)|(\d{4}-\d\d-\d\dT[\d:.,]+(?:Z|[+-]\d\d:?\d\d)?))"
     r" \S+ kernel: ")
+_CLOCK_RE = re.compile(r"(?:^|\s)(\d\d:\d\d:\d\d(?:[.,]\d+)?)(?=\s|$)")
 _NFT_FIELD_RE = re.compile(
     r'\b(iif|oif|iifname|oifname) "([^"]*)"|\b(ip6?) (saddr|daddr|ttl|hoplimit|id|flowlabel|protocol|nexthdr) '
     r'(\S+)|\b(tcp|udp|udplite|sctp|dccp|th) (sport|dport) (\d+)|\b(icmp|icmpv6) type')
+
+
+_PORTED = frozenset(("tcp", "udp", "udplite", "sctp", "dccp"))
+MAX_UNPARSED = 1000         # unparsed lines kept with their text (all are counted in stats['malformed'])
+
+# ---------------------------------------------------------------- tolerant reading (slow path only)
+# Lines the fast paths cannot read are respaced and read again (``_tolerant_line``); what still cannot
+# be read is salvaged into an approximate packet when it carries addresses (``_Parser._salvage``), or
+# reported unparsed with a reason. None of this runs for a line the fast paths read.
+_FIELD_NAMES = ("PHYSIN|PHYSOUT|IN|OUT|MACSRC|MACDST|MACPROTO|MAC|SRC|DST|LEN|TOS|PREC|TTL|ID|FRAG|PROTO|SPT|DPT|"
+                "SPORT|DPORT|SEQ|ACK|WINDOW|RES|URGP|TC|HOPLIMIT|FLOWLBL|TYPE|CODE|MTU|UID|GID|MARK|LL|VPROTO|VID")
+# a known field name glued to the value before it (``policy:2IN=eth0``, ``LEN=84TOS=``, ``ID=43007SPORT=80``)
+_GLUED_NAME_RE = re.compile(r"(?:(?<=[^\sA-Z])|(?<=DF)|(?<=MF)|(?<=CE))(?=(?:%s)=)" % _FIELD_NAMES)
+# a number glued to the flag after it (``ID=0DF``, ``DPORT=80SYN``)
+_GLUED_FLAG_RE = re.compile(r"\b((?:ID|SPT|DPT|SPORT|DPORT|LEN|TTL|WINDOW|URGP|HOPLIMIT|FLOWLBL|SEQ|ACK|TYPE|CODE|"
+                            r"MTU|UID|GID|FRAG)=\d+)(?=[A-Z])")
+_GLUED_PROTO_RE = re.compile(r"\b(PROTO=(?:TCP|UDPLITE|UDP|ICMPv6|ICMP|SCTP|DCCP|GRE|ESP|AH|IGMP))(?=[A-Z])")
+_GLUED_TAG_RE = re.compile(r"\b(TRACE|PACKET):(?=\S)")
+_SPACES_RE = re.compile(r"[ \t\v\f\u00a0]+")
+# what people put before a pasted line: quote marks, a line number (``12:``, ``12 |``, ``  12  [``)
+_QUOTE_RE = re.compile(r"^\s*(?:(?:>+|\|)\s*)*(?:\d+\s*[:|]\s+|\d+\s+(?=\[|<\d|TRACE|PACKET|trace id|\w{3} [ \d]\d ))?")
+
+
+def _respace(text):
+    """``text`` with runs of blanks made one space and glued fields split by their known names."""
+    text = _SPACES_RE.sub(" ", text)
+    text = _GLUED_NAME_RE.sub(" ", text)
+    text = _GLUED_FLAG_RE.sub(r"\1 ", text)
+    return _GLUED_PROTO_RE.sub(r"\1 ", text)
+
+
+def _tolerant_line(line):
+    """A line as the fast paths expect it: no quoting or line number, one space between fields."""
+    text = line.rstrip("\r\n")
+    text = _QUOTE_RE.sub("", text, 1)
+    text = _respace(text).strip(" ")
+    text = _GLUED_TAG_RE.sub(r"\1: ", text)
+    if text.startswith("TRACE: ") and text[7:8].isdigit():
+        text = " " + text           # xtables-monitor's own indent (kept for clarity, not needed)
+    return text
+
+
+def _reason(text):
+    """Why a trace-looking line could not be read (for the ``unparsed`` records)."""
+    at = text.find("TRACE:")
+    if at >= 0:
+        rest = text[at + 6:].split()
+        if not rest:
+            return "TRACE line with nothing after TRACE:"
+        if rest[0].isdigit():
+            return "xtables-monitor TRACE line: trace id or 'table:chain:kind:...' head not readable"
+        if rest[0].count(":") < 3:
+            return "TRACE line: head %r is not table:chain:type:rulenum" % rest[0][:60]
+        if "SRC=" not in text or "DST=" not in text:
+            return "TRACE line without SRC=/DST= addresses (truncated?)"
+        return "TRACE line: fields not readable (truncated or unknown layout)"
+    if "PACKET:" in text:
+        return "xtables-monitor PACKET line: family, trace id or fields not readable"
+    if "trace id" in text:
+        return "nft monitor trace line of an unknown form"
+    return "not a text line"
 
 
 def _to_int(value):
@@ -163,7 +227,8 @@ def _header_time(prefix):
     rb = p.rfind("]")
     if 0 <= lb < rb:
         return p[lb + 1:rb].strip()
-    return None
+    m = _CLOCK_RE.search(p)
+    return m.group(1) if m else None
 
 
 def hook_of_chain(chain, fields=None):
@@ -205,6 +270,8 @@ class _Packet(object):
     chains = fields = ikey = aliases = labels = nat = nt = None
     implied = fverdict = None   # xtables hops: implied NAT entries and final verdict, kept hop by hop
     done = untracked = False    # untracked: an nft hop joined, _finish walks the hops
+    approx = False              # grouped by addresses and hook order only (no IP ID / trace id)
+    ct = None                   # nft monitor trace ``conntrack:`` text
 
     def __init__(self, serial, pid, source, family, proto, key):
         self.serial = serial
@@ -275,7 +342,7 @@ def _finish(pkt):
         summary = " \u2192 ".join(pkt.labels)
     else:
         summary = " \u2192 ".join(_hop_label(h) for h in hops)
-    return {
+    packet = {
         "id": pkt.id,
         "source": pkt.source,
         "family": pkt.family,
@@ -289,6 +356,11 @@ def _finish(pkt):
         "verdict": verdict,
         "summary": summary,
     }
+    if pkt.approx:
+        packet["approximate"] = True
+    if pkt.ct is not None:
+        packet["conntrack"] = pkt.ct
+    return packet
 
 
 def _final_verdict(hops):
@@ -489,6 +561,11 @@ def _xt_after(b, start=0):
         if i >= 0:
             k = b.find(" ", i + 7)
             proto = (b[i + 7:k] if k >= 0 else b[i + 7:]).lower() or None
+    if sport is None and b.find("PORT=", start) >= 0:
+        # glued (``ID=43007SPORT=80``, some xtables-monitor builds) or odd whitespace: read it respaced
+        spaced = _respace(b)
+        if spaced != b:
+            return _xt_after(spaced, 0)
     return sport, dport, proto
 
 
@@ -524,6 +601,9 @@ def _xt_fields_regex(body):
     head, ``str.find`` for the ports, ``_xt_fields_slow`` when even that does not match."""
     m = _XT_RE.match(body)
     if m is None:
+        spaced = _respace(body)
+        if spaced != body:
+            return _xt_fields_regex(spaced)
         return _xt_record(_xt_fields_slow(body))
     i_n, out, physin, physout, src, dst, ttl4, id4, ttl6, id6 = m.groups()
     if ttl4 is not None:
@@ -554,6 +634,10 @@ def _legacy_after(rest, start):
                 sport = _to_int(rest[e + 5:e2])
                 e3 = rest.find(" ", e2 + 5)
                 dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+            else:
+                raise _Malformed    # "SPT=1<TAB>DPT=2": the tolerant path reads it, never a silent None
+        elif proto in _PORTED and rest.find("SPT=", p) >= 0:
+            raise _Malformed        # "PROTO=TCP<TAB>SPT=..." (a fragment has no SPT= and stays as it is)
     return proto, sport, dport
 
 
@@ -671,6 +755,7 @@ class _Parser(object):
         # field-block parts seen before (see _split): they die with the parse
         self.xt_caches = (_Cache(), _Cache(), _Cache())
         self.legacy_caches = (_Cache(), _Cache())
+        self.unparsed = []      # the first MAX_UNPARSED unparsed trace-looking lines: {line, text, reason}
 
     # ---------------------------------------------------------------- packet table
     def _new(self, pid, source, family, proto, key):
@@ -840,7 +925,9 @@ class _Parser(object):
         key_rest = rest
         if rest[-1:] == "\n":
             rest = rest.rstrip("\r\n")
-        head, _sp, rule_text = rest.partition(" ")
+        if "\t" in rest:
+            rest = rest.replace("\t", " ")
+        head, _sp, rule_text = rest.strip(" ").partition(" ")
         info = self._xt_head(head, rule_text.strip())
         if info is None:
             return None
@@ -851,6 +938,8 @@ class _Parser(object):
 
     def _nft(self, line, at):
         line = line.rstrip("\r\n")
+        if line[at + 8:at + 9] != " ":
+            return False
         body = line[at + 9:]
         words = body.split(" ", 5)
         if len(words) < 5:
@@ -889,6 +978,16 @@ class _Parser(object):
             if hi >= 0:
                 handle = _to_int(text[hi + 9:].split()[0]) if text[hi + 9:].split() else None
                 text = text[:hi].rstrip()
+        elif what == "conntrack:":
+            # ``conntrack: ct direction original ct state new ct id 123`` (nft >= 1.0.8): the packet's state
+            if pkt is None:
+                hook = _hook_of_nft(chain, None)
+                pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
+                                      (fam, table, chain), None, None)
+            if pkt.ct is None:
+                pkt.ct = tail.strip()
+            self._touch(pkt)
+            return True
         elif what in ("policy", "verdict"):
             text = None
             handle = None
@@ -942,246 +1041,290 @@ class _Parser(object):
         every = min(_SWEEP_EVERY, self.window)
         sweep_at = every
         tick = self.tick            # trace lines seen; self.tick is set before each call that reads it
+        base = source = iter(lines)
+        retried = None              # the respaced line being read again (see _failed)
         try:
-            for line in lines:
-                n += 1
-                try:
-                    at = line.find("TRACE: ")
-                except (AttributeError, TypeError):
-                    if isinstance(line, (bytes, bytearray)):
-                        line = bytes(line).decode("utf-8", "replace")
-                        at = line.find("TRACE: ")
-                    else:
-                        bad += 1
-                        continue
-                if at < 0:
-                    at = line.find("PACKET: ")
-                    if at != 0:
-                        # nft monitor trace; else a PACKET line with a prefix; else noise
-                        nft = line.find("trace id ")
-                        if nft >= 0:
-                            trace += 1
-                            tick += 1
-                            self.tick = tick
-                            if not self._nft_safe(line, nft):
-                                bad += 1
-                            at = -2
-                        elif at < 0:
-                            if "callbacks suppressed" in line:
-                                suppressed += 1
-                            continue
-                    if at >= 0:
-                        # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
-                        trace += 1
-                        ok = False
-                        try:
-                            sp1 = line.find(" ", at + 8)
-                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-                            if sp2 >= 0:
-                                fam = line[at + 8:sp1]
-                                pid = line[sp1 + 1:sp2]
-                                if fam.isdigit() and (pid in by_id or _is_hex(pid)):
-                                    body = line[sp2 + 1:]
-                                    if body != xbody:
-                                        xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
-                                        xbody = body
-                                    pending[pid] = [families.get(fam, fam), xf, True]
-                                    if len(pending) > max_open:
-                                        pending.popitem(last=False)
-                                    ok = True
-                        except Exception:  # never raise on input: count the line as malformed
-                            xbody = None
-                        if not ok:
-                            bad += 1
-                        continue
-                else:
-                    trace += 1
-                    tick += 1
-                    # a line that cannot be read raises _Malformed (rare: cheaper than a flag per line)
+            while True:  # one more turn after each line read again (respaced, see _failed)
+                for line in source:
+                    n += 1
                     try:
-                        if line[at + 7:at + 8].isdigit():
-                            # ------------------------------------------------ xtables-monitor TRACE
-                            sp1 = line.find(" ", at + 7)
-                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-                            if sp2 < 0:
-                                raise _Malformed
-                            pid = line[sp1 + 1:sp2]
-                            rest = line[sp2 + 1:]
-                            info = xheads.get(rest)
-                            if info is None:
-                                if not _is_hex(pid):
-                                    raise _Malformed
-                                info = self._xt_info(rest)
-                                if info is None:
-                                    raise _Malformed
-                            pend = pending.get(pid)
-                            pkt = by_id.get(pid)
-                            if pend is not None:
-                                family, fields, fresh = pend
-                            elif pkt is None and not _is_hex(pid):
-                                raise _Malformed
-                            else:
-                                fam = line[at + 7:sp1]
-                                family, fields, fresh = families.get(fam, fam), None, False
-                            (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
-                             implied, vclass) = info
-                            if hook is None and pkt is not None:
-                                hook = pkt.last_hook
-                            if fresh or pkt is None:
-                                last = pkt.last_hook if pkt is not None else None
-                                if pkt is None or hook is not None and (
-                                        chain_key in pkt.chains or not (
-                                            last is None or hook == last or hook in next_hooks[last])):
-                                    self.tick = tick
-                                    pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
-                                                          fields[1] if fields else None,
-                                                          fields[0] if fields else None)
-                                pkt.chains.add(chain_key)
-                                if pkt.labels is None:
-                                    pkt.labels = []
-                                    if not pkt.hops:
-                                        pkt.nat = []    # observed NAT is recorded hop by hop (below)
-                                if pend is not None:
-                                    pend[2] = False     # consumed: later TRACE lines of this id are not fresh
-                            if fields is not None:
-                                if pkt.proto is None:
-                                    pkt.proto = fields[0] or rule_proto
-                                hop = fields[2].copy()
-                                hop["sport"] = fields[4]
-                                hop["dport"] = fields[5]
-                                nt = fields[3]
-                            else:
-                                if pkt.proto is None:
-                                    pkt.proto = rule_proto
-                                hop = _EMPTY_HOP.copy()
-                                nt = _NO_NAT
-                            hop.update(hdict)
-                            hops = pkt.hops
-                            nat = pkt.nat
-                            if nat is not None and hops:
-                                # same comparison as _finish's, between this hop and the previous one
-                                last = pkt.nt
-                                if nt is not last and nt != last:
-                                    index = len(hops)
-                                    for i, field in _NAT_ENUM:
-                                        before = last[i]
-                                        after = nt[i]
-                                        if before != after and before is not None and after is not None:
-                                            nat.append({"hop": index, "field": field, "before": before,
-                                                        "after": after, "implied": False})
-                            pkt.nt = nt
-                            if implied is not None:
-                                if pkt.implied is None:
-                                    pkt.implied = []
-                                pkt.implied.extend(_implied_nat(len(hops), hop))
-                            hops.append(hop)
-                            if pkt.labels is not None:
-                                pkt.labels.append(label)
-                            if vclass:
-                                # the final verdict (_finish): the last drop/reject/queue, else accept
-                                if vclass == 2:
-                                    pkt.fverdict = verdict
-                                elif pkt.fverdict is None:
-                                    pkt.fverdict = verdict
-                            if hook is not None:
-                                pkt.last_hook = hook
-                            pkt.last_table = table
-                            pkt.seen = tick
-                            if verdict == "drop" or verdict == "reject":
-                                self._close(pkt)
+                        at = line.find("TRACE:")
+                    except (AttributeError, TypeError):
+                        if isinstance(line, (bytes, bytearray)):
+                            line = bytes(line).decode("utf-8", "replace")
+                            at = line.find("TRACE:")
                         else:
-                            # ------------------------------------------------ legacy kernel log TRACE
-                            sp = line.find(" ", at + 7)
-                            if sp < 0:
-                                raise _Malformed
-                            head = line[at + 7:sp]
-                            info = lheads.get(head)
-                            if info is None:
-                                info = self._legacy_head(head)
+                            bad += 1
+                            self._unparsed(n, repr(line)[:300], "not a text line")
+                            continue
+                    if at < 0:
+                        at = line.find("PACKET:")
+                        if at != 0:
+                            # nft monitor trace; else a PACKET line with a prefix; else noise
+                            nft = line.find("trace id")
+                            if nft >= 0:
+                                trace += 1
+                                tick += 1
+                                self.tick = tick
+                                if not self._nft_safe(line, nft):
+                                    fixed = self._failed(line, n, line is retried)
+                                    if fixed:
+                                        n -= 1
+                                        trace -= 1
+                                        tick -= 1
+                                        retried = fixed
+                                        source = _chain((fixed,), base)
+                                        break
+                                    if fixed is None:
+                                        bad += 1
+                                at = -2
+                            elif at < 0:
+                                if "callbacks suppressed" in line:
+                                    suppressed += 1
+                                elif "trace" in line and line is not retried:
+                                    # ``trace  id`` / ``trace<TAB>id``: an nft line with odd blanks
+                                    fixed = _tolerant_line(line)
+                                    if "trace id " in fixed:
+                                        n -= 1
+                                        retried = fixed
+                                        source = _chain((fixed,), base)
+                                        break
+                                continue
+                        if at >= 0:
+                            # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
+                            trace += 1
+                            ok = False
+                            try:
+                                sp1 = line.find(" ", at + 8) if line[at + 7] == " " else -1
+                                sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                                if sp2 >= 0:
+                                    fam = line[at + 8:sp1]
+                                    pid = line[sp1 + 1:sp2]
+                                    if fam.isdigit() and (pid in by_id or _is_hex(pid)):
+                                        body = line[sp2 + 1:]
+                                        if body != xbody:
+                                            xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
+                                            xbody = body
+                                        pending[pid] = [families.get(fam, fam), xf, True]
+                                        if len(pending) > max_open:
+                                            pending.popitem(last=False)
+                                        ok = True
+                            except Exception:  # never raise on input: count the line as malformed
+                                xbody = None
+                            if not ok:
+                                self.tick = tick
+                                fixed = self._failed(line, n, line is retried)
+                                if fixed:
+                                    n -= 1
+                                    trace -= 1
+                                    retried = fixed
+                                    source = _chain((fixed,), base)
+                                    break
+                                if fixed is None:
+                                    bad += 1
+                            continue
+                    else:
+                        trace += 1
+                        tick += 1
+                        # a line that cannot be read raises _Malformed (rare: cheaper than a flag per line)
+                        try:
+                            if line[at + 6] != " ":
+                                raise _Malformed    # ``TRACE:raw:...``, ``TRACE:<TAB>``: the tolerant path
+                            if line[at + 7:at + 8].isdigit():
+                                # ------------------------------------------------ xtables-monitor TRACE
+                                sp1 = line.find(" ", at + 7)
+                                sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                                if sp2 < 0:
+                                    raise _Malformed
+                                pid = line[sp1 + 1:sp2]
+                                rest = line[sp2 + 1:]
+                                info = xheads.get(rest)
                                 if info is None:
+                                    if not _is_hex(pid):
+                                        raise _Malformed
+                                    info = self._xt_info(rest)
+                                    if info is None:
+                                        raise _Malformed
+                                pend = pending.get(pid)
+                                pkt = by_id.get(pid)
+                                if pend is not None:
+                                    family, fields, fresh = pend
+                                elif pkt is None and not _is_hex(pid):
                                     raise _Malformed
-                            rest = line[sp + 1:]
-                            if rest == lrest:
-                                f = lf
+                                else:
+                                    fam = line[at + 7:sp1]
+                                    family, fields, fresh = families.get(fam, fam), None, False
+                                (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
+                                 implied, vclass) = info
+                                if hook is None and pkt is not None:
+                                    hook = pkt.last_hook
+                                if fresh or pkt is None:
+                                    last = pkt.last_hook if pkt is not None else None
+                                    if pkt is None or hook is not None and (
+                                            chain_key in pkt.chains or not (
+                                                last is None or hook == last or hook in next_hooks[last])):
+                                        self.tick = tick
+                                        pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
+                                                              fields[1] if fields else None,
+                                                              fields[0] if fields else None)
+                                    pkt.chains.add(chain_key)
+                                    if pkt.labels is None:
+                                        pkt.labels = []
+                                        if not pkt.hops:
+                                            pkt.nat = []    # observed NAT is recorded hop by hop (below)
+                                    if pend is not None:
+                                        pend[2] = False     # consumed: later TRACE lines of this id are not fresh
+                                if fields is not None:
+                                    if pkt.proto is None:
+                                        pkt.proto = fields[0] or rule_proto
+                                    hop = fields[2].copy()
+                                    hop["sport"] = fields[4]
+                                    hop["dport"] = fields[5]
+                                    nt = fields[3]
+                                else:
+                                    if pkt.proto is None:
+                                        pkt.proto = rule_proto
+                                    hop = _EMPTY_HOP.copy()
+                                    nt = _NO_NAT
+                                hop.update(hdict)
+                                hops = pkt.hops
+                                nat = pkt.nat
+                                if nat is not None and hops:
+                                    # same comparison as _finish's, between this hop and the previous one
+                                    last = pkt.nt
+                                    if nt is not last and nt != last:
+                                        index = len(hops)
+                                        for i, field in _NAT_ENUM:
+                                            before = last[i]
+                                            after = nt[i]
+                                            if before != after and before is not None and after is not None:
+                                                nat.append({"hop": index, "field": field, "before": before,
+                                                            "after": after, "implied": False})
+                                pkt.nt = nt
+                                if implied is not None:
+                                    if pkt.implied is None:
+                                        pkt.implied = []
+                                    pkt.implied.extend(_implied_nat(len(hops), hop))
+                                hops.append(hop)
+                                if pkt.labels is not None:
+                                    pkt.labels.append(label)
+                                if vclass:
+                                    # the final verdict (_finish): the last drop/reject/queue, else accept
+                                    if vclass == 2:
+                                        pkt.fverdict = verdict
+                                    elif pkt.fverdict is None:
+                                        pkt.fverdict = verdict
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                pkt.last_table = table
+                                pkt.seen = tick
+                                if verdict == "drop" or verdict == "reject":
+                                    self._close(pkt)
                             else:
-                                f = _legacy_fields(rest, legacy_caches)
-                                if f is None:
+                                # ------------------------------------------------ legacy kernel log TRACE
+                                sp = line.find(" ", at + 7)
+                                if sp < 0:
                                     raise _Malformed
-                                lrest = rest
-                                lf = f
-                            if line[0] == "[":
-                                end = line.find("]")
-                                time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
-                            else:
-                                time = _header_time(line[:at])
-                            table, chain, kind, rulenum, hook, prio, label, hdict = info
-                            key = f[4]
-                            pkt = None
-                            cands = by_key.get(key)
-                            if cands:
-                                for c in reversed(cands):
-                                    if hook is None:
-                                        if c.last_table == table:
-                                            pkt = c
-                                            break
-                                    else:
-                                        last = c.last_hook
-                                        if hook == last:
-                                            if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                                head = line[at + 7:sp]
+                                info = lheads.get(head)
+                                if info is None:
+                                    info = self._legacy_head(head)
+                                    if info is None:
+                                        raise _Malformed
+                                rest = line[sp + 1:]
+                                if rest == lrest:
+                                    f = lf
+                                else:
+                                    f = _legacy_fields(rest, legacy_caches)
+                                    if f is None:
+                                        raise _Malformed
+                                    lrest = rest
+                                    lf = f
+                                if line[0] == "[":
+                                    end = line.find("]")
+                                    time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
+                                else:
+                                    time = _header_time(line[:at])
+                                table, chain, kind, rulenum, hook, prio, label, hdict = info
+                                key = f[4]
+                                pkt = None
+                                cands = by_key.get(key)
+                                if cands:
+                                    for c in reversed(cands):
+                                        if hook is None:
+                                            if c.last_table == table:
                                                 pkt = c
                                                 break
-                                        elif last is not None and hook in next_hooks[last]:
-                                            pkt = c
-                                            break
-                            if pkt is None:
-                                self.legacy_n += 1
-                                self.tick = tick
-                                pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
-                                pkt.labels = [label]
-                                pkt.nat = []
-                                if cands is None:
-                                    by_key[key] = [pkt]
+                                        else:
+                                            last = c.last_hook
+                                            if hook == last:
+                                                if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                                                    pkt = c
+                                                    break
+                                            elif last is not None and hook in next_hooks[last]:
+                                                pkt = c
+                                                break
+                                if pkt is None:
+                                    self.legacy_n += 1
+                                    self.tick = tick
+                                    pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
+                                    pkt.labels = [label]
+                                    pkt.nat = []
+                                    if cands is None:
+                                        by_key[key] = [pkt]
+                                    else:
+                                        cands.append(pkt)
                                 else:
-                                    cands.append(pkt)
-                            else:
-                                last_f = pkt.fields
-                                if last_f is not f and last_f is not None and last_f[6] != f[6]:
-                                    index = len(pkt.hops)
-                                    for i, field in _NAT_ENUM:
-                                        if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
-                                            pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
-                                                            "after": f[i], "implied": False})
-                                pkt.labels.append(label)
-                            pkt.fields = f
-                            hop = f[5].copy()
-                            hop.update(hdict)
-                            hop["sport"] = f[2]
-                            hop["dport"] = f[3]
-                            hop["time"] = time
-                            pkt.hops.append(hop)
-                            if hook is not None:
-                                pkt.last_hook = hook
-                                pkt.last_prio = prio
-                                pkt.last_num = rulenum
-                            pkt.last_table = table
-                            pkt.seen = tick
-                    except Exception:  # never raise on input: count the line as malformed
-                        bad += 1
-                        lrest = xbody = None
-                if tick >= sweep_at:
-                    sweep_at = tick + every
-                    self.tick = tick
-                    self._sweep()
-                if done:
-                    stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
-                    stats["suppressed"] = suppressed
-                    if self.with_serial:
-                        while done:
-                            yield self._emit(done.pop(0))
-                    else:
-                        for pkt in done:
-                            yield _finish(pkt)
-                        del done[:]
+                                    last_f = pkt.fields
+                                    if last_f is not f and last_f is not None and last_f[6] != f[6]:
+                                        index = len(pkt.hops)
+                                        for i, field in _NAT_ENUM:
+                                            if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
+                                                pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
+                                                                "after": f[i], "implied": False})
+                                    pkt.labels.append(label)
+                                pkt.fields = f
+                                hop = f[5].copy()
+                                hop.update(hdict)
+                                hop["sport"] = f[2]
+                                hop["dport"] = f[3]
+                                hop["time"] = time
+                                pkt.hops.append(hop)
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                    pkt.last_prio = prio
+                                    pkt.last_num = rulenum
+                                pkt.last_table = table
+                                pkt.seen = tick
+                        except Exception:  # never raise on input: read it respaced, salvage or report it
+                            lrest = xbody = None
+                            self.tick = tick
+                            fixed = self._failed(line, n, line is retried)
+                            if fixed:
+                                n -= 1
+                                trace -= 1
+                                tick -= 1
+                                retried = fixed
+                                source = _chain((fixed,), base)
+                                break
+                            if fixed is None:
+                                bad += 1
+                    if tick >= sweep_at:
+                        sweep_at = tick + every
+                        self.tick = tick
+                        self._sweep()
+                    if done:
+                        stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
+                        stats["suppressed"] = suppressed
+                        if self.with_serial:
+                            while done:
+                                yield self._emit(done.pop(0))
+                        else:
+                            for pkt in done:
+                                yield _finish(pkt)
+                            del done[:]
+                else:
+                    break
             self.flush()
         finally:
             stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
@@ -1193,6 +1336,101 @@ class _Parser(object):
     def _emit(self, pkt):
         packet = _finish(pkt)
         return (pkt.serial, packet) if self.with_serial else packet
+
+    def _failed(self, line, n, again):
+        """A trace-looking line the fast paths could not read. Returns the respaced line to read again
+        (first failure, when respacing changes it); else salvages it into an approximate packet (returns
+        ``""``) or records it as unparsed (returns None)."""
+        if not isinstance(line, str):
+            self._unparsed(n, repr(line)[:300], "not a text line")
+            return None
+        if not again:
+            fixed = _tolerant_line(line)
+            if fixed != line.rstrip("\r\n"):
+                return fixed
+        text = _tolerant_line(line)
+        try:
+            if self._salvage(text):
+                return ""
+        except Exception:  # never raise on input: report the line
+            pass
+        self._unparsed(n, line.rstrip("\r\n"), _reason(text))
+        return None
+
+    def _unparsed(self, n, text, reason):
+        if len(self.unparsed) < MAX_UNPARSED:
+            self.unparsed.append({"line": n, "text": text, "reason": reason})
+
+    def _salvage(self, text):
+        """A ``TRACE:`` line with its addresses but no IP ID / protocol (redacted, cut short) or an
+        ebtables ``--log`` line (``TRACE: eb:broute:BROUTING IN=... IP SRC=..., IP DST=...``) -> a hop of an
+        approximate packet: grouped by family and addresses in hook order (no id to group by)."""
+        at = text.find("TRACE: ")
+        if at < 0:
+            return False
+        words = text[at + 7:].split(" ", 1)
+        if len(words) < 2:
+            return False
+        parts = words[0].split(":")
+        source = "legacy"
+        kind, rulenum = "rule", 0
+        if len(parts) == 3 and parts[0] in ("eb", "ebtables"):
+            source = "ebtables"
+            table, chain = parts[1], parts[2]
+        elif len(parts) >= 4 and parts[-2] in _KINDS and parts[-1].isdigit():
+            table, chain, kind, rulenum = parts[0], ":".join(parts[1:-2]), parts[-2], int(parts[-1])
+        else:
+            return False
+        if not table or not chain:
+            return False
+        f = {}
+        for tok in words[1].replace(",", " ").split():
+            k, sep, v = tok.partition("=")
+            if sep and k and k not in f:
+                f[k] = v
+        src, dst = f.get("SRC"), f.get("DST")
+        try:
+            family = "ipv%d" % ipaddress.ip_address(src).version
+            ipaddress.ip_address(dst)
+        except ValueError:
+            return False        # no address, or one cut short: nothing to group by
+        proto = f.get("PROTO") or f.get("proto")
+        if proto is not None:
+            proto = _PROTO_NAMES.get(proto) or {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6",
+                                                 "132": "sctp"}.get(proto) or proto.lower()
+        sport, dport = _to_int(f.get("SPT") or f.get("SPORT")), _to_int(f.get("DPT") or f.get("DPORT"))
+        hook = _HOOK_OF.get("PREROUTING" if chain == "BROUTING" else chain)
+        prio = (-400 if table == "broute" else _table_prio(table, hook)) if hook else None
+        hop = _hop_template(f.get("IN") or None, f.get("OUT") or None, f.get("PHYSIN") or None,
+                            f.get("PHYSOUT") or None, src, dst, sport, dport,
+                            _to_int(f.get("TTL") or f.get("HOPLIMIT")))
+        hop.update({"table": table, "chain": chain, "kind": kind, "rulenum": rulenum if source == "legacy" else None,
+                    "time": _header_time(text[:at])})
+        key = ("~", family, src, dst)
+        pkt = None
+        for c in reversed(self.by_key.get(key) or ()):
+            last = c.last_hook
+            if hook is None:
+                if c.last_table == table:
+                    pkt = c
+            elif last is None or hook in _NEXT_HOOKS[last] or hook == last and (
+                    prio > c.last_prio or prio == c.last_prio and rulenum > c.last_num):
+                pkt = c
+            if pkt is not None:
+                break
+        if pkt is None:
+            self.legacy_n += 1
+            pkt = self._new("approx-%d" % self.legacy_n, source, family, proto, key)
+            pkt.approx = True
+            self.by_key.setdefault(key, []).append(pkt)
+        elif pkt.proto is None:
+            pkt.proto = proto
+        pkt.hops.append(hop)
+        if hook is not None:
+            pkt.last_hook, pkt.last_prio, pkt.last_num = hook, prio, rulenum
+        pkt.last_table = table
+        self._touch(pkt)
+        return True
 
     def _nft_safe(self, line, at):
         try:
@@ -1245,10 +1483,12 @@ def iter_packets(lines, stats=None, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_
     return parser.run(source)
 
 
-def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
+def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN, with_unparsed=False):
     """Parse trace text (str, bytes or iterable of lines) -> ``{'packets': [...], 'stats': {...}}``.
 
-    Packets are in order of first appearance. Never raises on any input.
+    Packets are in order of first appearance. Never raises on any input. ``with_unparsed``: the result
+    also has ``unparsed``, the trace-looking lines that could not be read (the first ``MAX_UNPARSED``,
+    each ``{line, text, reason}``; ``stats['malformed']`` counts them all).
     """
     stats = {}
     parser = _Parser(stats=stats, window=window, max_open=max_open, with_serial=True)
@@ -1257,7 +1497,10 @@ def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
     except TypeError:
         source = iter(())
     packets = sorted(parser.run(source), key=lambda item: item[0])
-    return {"packets": [p for _serial, p in packets], "stats": stats}
+    result = {"packets": [p for _serial, p in packets], "stats": stats}
+    if with_unparsed:
+        result["unparsed"] = parser.unparsed
+    return result
 
 
 # ------------------------------------------------------------------------------ LOG target lines
