@@ -216,6 +216,10 @@ def _header_time(prefix):
         end = p.find("]")
         return p[1:end].strip() if end > 0 else None
     m = _SYSLOG_RE.match(prefix)
+    if m is None:
+        q = _QUOTE_RE.match(prefix).end()
+        if q and prefix[:q].strip():
+            return _header_time(prefix[q:])     # a quoted or numbered line: ``> Nov 26 ...``, ``12: [...]``
     if m:
         rest = prefix[m.end():].lstrip()
         if rest.startswith("["):
@@ -756,6 +760,8 @@ class _Parser(object):
         self.xt_caches = (_Cache(), _Cache(), _Cache())
         self.legacy_caches = (_Cache(), _Cache())
         self.unparsed = []      # the first MAX_UNPARSED unparsed trace-looking lines: {line, text, reason}
+        self.retry_orig = None  # the line as it came, while its respaced form is read again
+        self.xt_late = None     # xtables-monitor output in the older order (TRACE, then its PACKET)
 
     # ---------------------------------------------------------------- packet table
     def _new(self, pid, source, family, proto, key):
@@ -830,6 +836,8 @@ class _Parser(object):
     # ---------------------------------------------------------------- line kinds
     def _legacy_head(self, head):
         """``raw:PREROUTING:policy:5`` -> (table, chain, kind, rulenum, hook, prio, label) or None."""
+        if "\t" in head or head[:1].isspace():
+            return None         # ``TRACE: <TAB>raw:...``: the tolerant path reads it
         parts = head.split(":")
         if len(parts) != 4:
             if len(parts) < 4:
@@ -938,6 +946,8 @@ class _Parser(object):
 
     def _nft(self, line, at):
         line = line.rstrip("\r\n")
+        if "\t" in line:
+            line = line.replace("\t", " ")
         if line[at + 8:at + 9] != " ":
             return False
         body = line[at + 9:]
@@ -950,7 +960,7 @@ class _Parser(object):
             return False
         pkt = self.by_id.get(pid)
         if what == "packet:":
-            fields = _nft_fields(tail)
+            fields = _nft_fields(_SPACES_RE.sub(" ", tail))
             family = fields.get("family") or {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam)
             hook = _hook_of_nft(chain, fields)
             chain_key = (fam, table, chain)
@@ -1086,6 +1096,7 @@ class _Parser(object):
                                     fixed = _tolerant_line(line)
                                     if "trace id " in fixed:
                                         n -= 1
+                                        self.retry_orig = line
                                         retried = fixed
                                         source = _chain((fixed,), base)
                                         break
@@ -1105,7 +1116,15 @@ class _Parser(object):
                                         if body != xbody:
                                             xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
                                             xbody = body
-                                        pending[pid] = [families.get(fam, fam), xf, True]
+                                        pkt = by_id.get(pid)
+                                        if pkt is not None and pkt.hops and (
+                                                pkt.hops[-1]["src"] is None or self.xt_late):
+                                            # older xtables-monitor: the TRACE line came before its PACKET
+                                            self.tick = tick
+                                            pkt = self._xt_fill(pkt, xf, pid)
+                                            pending[pid] = [pkt.family, xf, False]
+                                        else:
+                                            pending[pid] = [families.get(fam) or _xt_family(fam, xf), xf, True]
                                         if len(pending) > max_open:
                                             pending.popitem(last=False)
                                         ok = True
@@ -1337,6 +1356,87 @@ class _Parser(object):
         packet = _finish(pkt)
         return (pkt.serial, packet) if self.with_serial else packet
 
+    def _xt_fill(self, pkt, xf, pid):
+        """Fill the fields of an xtables packet's last hop from the PACKET line that followed it (older
+        xtables-monitor builds print TRACE before PACKET). A packet of one hop joins the open packet
+        with the same IP ID when the kernel gave it a new trace id on the way, as ``_id_packet`` does."""
+        if self.xt_late is None:
+            # decided once, at the first TRACE line that had no PACKET before it: when no PACKET line came
+            # before at all, this output is in the older order, and each PACKET line describes the TRACE
+            # line before it (a normal capture cut mid-packet is not taken for one: it had PACKET lines)
+            self.xt_late = not self.xt_pending
+        if self.xt_late and len(pkt.hops) > 1:
+            pkt = self._xt_late_reuse(pkt, pid)
+        hop = pkt.hops[-1]
+        for key in ("in", "out", "physin", "physout", "src", "dst", "ttl"):
+            hop[key] = xf[2][key]
+        hop["sport"], hop["dport"] = xf[4], xf[5]
+        if pkt.proto is None:
+            pkt.proto = xf[0]
+        if pkt.family not in ("ipv4", "ipv6"):
+            pkt.family = _xt_family("0", xf)
+        pkt.nt = xf[3]
+        pkt.nat = None      # observed NAT: _finish compares the hops (this one had no fields when it came)
+        if len(pkt.hops) != 1 or pkt.ikey is not None or xf[1] is None:
+            return pkt
+        ikey = (pkt.family, pkt.proto, xf[1])
+        cand = self.id_by_key.get(ikey)
+        hook = pkt.last_hook
+        if cand is None or cand is pkt or cand.done or cand.last_hook is None or (
+                hook not in _NEXT_HOOKS.get(cand.last_hook, ())):
+            pkt.ikey = ikey
+            self.id_by_key[ikey] = pkt
+            return pkt
+        hops, pkt.hops = pkt.hops, []
+        self._close(pkt)    # no hops left: nothing is emitted for it
+        self.by_id[pid] = cand
+        if cand.aliases is None:
+            cand.aliases = []
+        cand.aliases.append(pid)
+        base = len(cand.hops)
+        cand.hops.extend(hops)
+        if cand.labels is not None:
+            cand.labels.extend(pkt.labels or [_hop_label(h) for h in hops])
+        cand.chains |= pkt.chains or set()
+        for entry in pkt.implied or ():
+            entry["hop"] += base
+            cand.implied = (cand.implied or []) + [entry]
+        if pkt.fverdict in ("drop", "reject", "queue") or cand.fverdict is None:
+            cand.fverdict = pkt.fverdict or cand.fverdict
+        cand.last_hook, cand.last_table, cand.nt = pkt.last_hook, pkt.last_table, pkt.nt
+        cand.nat = None
+        self._touch(cand)
+        return cand
+
+    def _xt_late_reuse(self, pkt, pid):
+        """Older order: the hop a PACKET line follows opens its hook group. When the kernel reused the
+        trace id (a chain seen before, or an earlier hook), that hop starts a new packet, as a fresh
+        PACKET line does in the usual order (``_id_packet``)."""
+        hops = pkt.hops
+        hop = hops[-1]
+        key = (hop["table"], hop["chain"])
+        hook, prev = _HOOK_OF.get(hop["chain"]), _HOOK_OF.get(hops[-2]["chain"])
+        if not (any((h["table"], h["chain"]) == key for h in hops[:-1]) or (
+                hook is not None and prev is not None and _HOOK_RANK[hook] < _HOOK_RANK[prev])):
+            return pkt
+        hops.pop()
+        label = pkt.labels.pop() if pkt.labels else _hop_label(hop)
+        if pkt.implied:
+            pkt.implied = [e for e in pkt.implied if e["hop"] < len(hops)]
+        pkt.fverdict = _final_verdict(hops)
+        self._close(pkt)
+        new = self._id_packet(pid, "xtables", pkt.family, hook, key, None, None)
+        new.chains.add(key)
+        new.labels = [label]
+        new.nat = None
+        if hop["rule"] is not None and hop["kind"] == "rule":
+            new.implied = _implied_nat(0, hop) or None
+        verdict = hop["verdict"]
+        new.fverdict = verdict if verdict in ("drop", "reject", "queue", "accept") else None
+        new.hops.append(hop)
+        new.last_hook, new.last_table = hook, hop["table"]
+        return new
+
     def _failed(self, line, n, again):
         """A trace-looking line the fast paths could not read. Returns the respaced line to read again
         (first failure, when respacing changes it); else salvages it into an approximate packet (returns
@@ -1347,7 +1447,10 @@ class _Parser(object):
         if not again:
             fixed = _tolerant_line(line)
             if fixed != line.rstrip("\r\n"):
+                self.retry_orig = line
                 return fixed
+        else:
+            line = self.retry_orig
         text = _tolerant_line(line)
         try:
             if self._salvage(text):
@@ -1439,11 +1542,20 @@ class _Parser(object):
             return False
 
 
+def _xt_family(fam, xf):
+    """Family of an xtables PACKET line whose family number is unknown (older builds print 0)."""
+    if fam == "0" and xf is not None and xf[2]["src"]:
+        return "ipv6" if ":" in xf[2]["src"] else "ipv4"
+    return fam
+
+
 def _is_hex(text):
     if not text or len(text) > 16:
         return False
     if not text.strip(_HEX):
         return True         # the usual id: lower-case hex digits only, no int() needed
+    if not text.isalnum():
+        return False        # int() would take blanks and underscores
     try:
         int(text, 16)
     except ValueError:
@@ -1547,6 +1659,9 @@ def _log_fields(text, entry):
     entry["flags"] = flags
 
 
+_XT_PACKET_HEAD_RE = re.compile(r"(?:^|\s)PACKET:\s*\d+\s+[0-9a-f]{1,16}\s*\Z")
+
+
 def parse_log_entries(lines):
     """LOG-target kernel lines -> list of dicts (see module docstring). Never raises."""
     entries = []
@@ -1564,6 +1679,8 @@ def parse_log_entries(lines):
             if at > 0 and line[at - 1] not in " ]:":
                 continue
             head = line[:at]
+            if _XT_PACKET_HEAD_RE.search(head):
+                continue        # an xtables-monitor PACKET line (nf_trace reads it), not a LOG entry
             time = _header_time(head)
             prefix = head
             m = _SYSLOG_RE.match(prefix)
