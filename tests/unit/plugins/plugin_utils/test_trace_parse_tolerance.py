@@ -305,3 +305,28 @@ def test_nf_trace_with_unparsed_option():
     assert isinstance(plain, list) and full["packets"] == plain
     assert full["unparsed"] == [{"line": len(text.splitlines()), "text": "[  999.1] TRACE: filter:F",
                                  "reason": "TRACE line: head 'filter:F' is not table:chain:type:rulenum"}]
+
+
+# ------------------------------------------------------------------ reports show what was not read
+def test_reports_list_unparsed_lines_and_unknown_verdicts():
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+    from ansible_collections.virtops.virtnet.plugins.filter.nf_trace_report import nf_trace_report
+    text = read("capture/el7_dmesg.txt") + "\n[  999.1] TRACE: filter:F <b>\n"
+    got = nf_trace(text, with_unparsed=True)
+    line = len(text.splitlines())
+    report = nf_trace_report(got)
+    assert "Unparsed lines (1)" in report
+    assert "line %d: TRACE line: head 'filter:F' is not table:chain:type:rulenum" % line in report
+    assert "    [  999.1] TRACE: filter:F <b>" in report
+    # a legacy trace with no rules: where the path ends, and that the verdict needs the rules
+    last = got["packets"][0]["hops"][-1]
+    assert "note: verdict unknown: the path ends at %s:%s %s %s; a kernel-log trace does not say" % (
+        last["table"], last["chain"], last["kind"], last["rulenum"]) in report
+    html = nf_trace_report(got, format="html")
+    assert "Unparsed lines (1)" in html and "filter:F &lt;b&gt;" in html and "<b>" not in html.split("<body>")[1]
+    assert "verdict unknown: the path ends at" in html
+    # with the rules the verdict is known and the note goes
+    annotated = nf_trace(text, iptables_save=read("capture/el7_iptables_save.txt"))
+    assert "a kernel-log trace does not say" not in rep.render_text(annotated)
+    approx = parse(transform(read("capture/el7_dmesg.txt"), lambda i, l: re.sub(r"(DST=\S+ ).*", r"\1...", l)))
+    assert "note: grouped approximately" in rep.render_text(approx["packets"])
