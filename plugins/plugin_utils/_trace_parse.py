@@ -30,8 +30,10 @@ API (used by ``trace_capture`` and the filters):
     filled in place: ``lines``, ``trace_lines``, ``malformed``, ``packets``, ``suppressed``
     (kernel ``callbacks suppressed`` lines, i.e. lost log lines).
 
-``parse(text_or_lines, **kwargs) -> {'packets': [...], 'stats': {...}}``
-    Whole input at once; packets in order of first appearance. Never raises on any input.
+``parse(text_or_lines, with_unparsed=False, **kwargs) -> {'packets': [...], 'stats': {...}}``
+    Whole input at once; packets in order of first appearance. Never raises on any input. With
+    ``with_unparsed``, also ``unparsed``: the trace-looking lines that could not be read, each
+    ``{'line': N (from 1), 'text': the line as given, 'reason': ...}`` (the first ``MAX_UNPARSED``).
 
 ``parse_log_entries(lines) -> list of dict``
     LOG-target lines (with or without ``--log-prefix``) to dicts: ``time``, ``prefix``,
@@ -49,13 +51,25 @@ API (used by ``trace_capture`` and the filters):
     The snapshot model ``annotate`` uses (rule lines in order, so ``rulenum`` N is index N-1).
 
 Packet schema: ``id``, ``family`` (ipv4|ipv6), ``proto``, ``src``, ``dst``, ``sport``, ``dport``
-(as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft).
+(as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft|ebtables);
+``approximate`` (true) and ``conntrack`` only where they apply.
 Hop schema: ``table``, ``chain``, ``kind`` (rule|policy|return), ``rulenum``, ``handle``,
 ``verdict``, ``rule``, ``in``, ``out``, ``physin``, ``physout``, ``src``, ``dst``, ``sport``,
 ``dport``, ``ttl``, ``time``. NAT entry: ``hop`` (index), ``field``, ``before``, ``after``,
 ``implied``.
 
-Nothing here raises on input text: unparsable trace lines are counted in ``stats['malformed']``.
+Nothing here raises on input text, and no trace-looking line (``TRACE:``, ``PACKET:``, ``trace id``)
+is dropped silently. Tolerant path (slow, only for lines the fast paths cannot read): the line is
+respaced (``_tolerant_line``: quote marks and line numbers off, runs of blanks and TABs made one
+space, fields glued together split by their known names) and read again; if it still cannot be read
+but is a ``TRACE:`` line with addresses (redacted: ``MAC=... SRC=a DST=b ...``; cut short; an
+ebtables ``--log`` line ``TRACE: eb:broute:BROUTING ... IP SRC=a IP DST=b, ...``), ``_salvage`` makes
+it a hop of a packet grouped by family, addresses and hook order, marked ``approximate: true``
+(source ``ebtables`` for ebtables lines); else it is counted in ``stats['malformed']`` and recorded
+as unparsed with a reason. Glued xtables ports (``ID=43007SPORT=80``) are read respaced in
+``_xt_after``; the older xtables-monitor order (TRACE line before its PACKET line) fills the hop
+from the PACKET line that follows it (``_xt_fill``). ``nft monitor trace`` ``conntrack:`` lines set
+the packet's ``conntrack`` (the key is present only then).
 The kernel may change an nft trace id on the way (IPv6 forwarding reallocates the skb): a new id
 at FORWARD/INPUT/POSTROUTING joins the open packet with the same IP ID / flow label.
 
