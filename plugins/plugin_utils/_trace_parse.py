@@ -187,10 +187,7 @@ def _tolerant_line(line):
     text = line.rstrip("\r\n")
     text = _QUOTE_RE.sub("", text, 1)
     text = _respace(text).strip(" ")
-    text = _GLUED_TAG_RE.sub(r"\1: ", text)
-    if text.startswith("TRACE: ") and text[7:8].isdigit():
-        text = " " + text           # xtables-monitor's own indent (kept for clarity, not needed)
-    return text
+    return _GLUED_TAG_RE.sub(r"\1: ", text)
 
 
 def _reason(text):
@@ -1086,7 +1083,7 @@ class _Parser(object):
                         if at != 0:
                             # nft monitor trace; else a PACKET line with a prefix; else noise
                             nft = line.find("trace id")
-                            if nft >= 0:
+                            if nft >= 0 and line[nft + 8:nft + 9] in (" ", "\t"):
                                 trace += 1
                                 tick += 1
                                 self.tick = tick
