@@ -153,6 +153,7 @@ _NFT_FIELD_RE = re.compile(
     r'(\S+)|\b(tcp|udp|udplite|sctp|dccp|th) (sport|dport) (\d+)|\b(icmp|icmpv6) type')
 
 
+_PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "132": "sctp"}   # ebtables: IP proto=6
 _PORTED = frozenset(("tcp", "udp", "udplite", "sctp", "dccp"))
 MAX_UNPARSED = 1000         # unparsed lines kept with their text (all are counted in stats['malformed'])
 
@@ -1510,8 +1511,7 @@ class _Parser(object):
             return False        # no address, or one cut short: nothing to group by
         proto = f.get("PROTO") or f.get("proto")
         if proto is not None:
-            proto = _PROTO_NAMES.get(proto) or {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6",
-                                                 "132": "sctp"}.get(proto) or proto.lower()
+            proto = _PROTO_NAMES.get(proto) or _PROTO_NUMBERS.get(proto) or proto.lower()
         sport, dport = _to_int(f.get("SPT") or f.get("SPORT")), _to_int(f.get("DPT") or f.get("DPORT"))
         hook = _HOOK_OF.get("PREROUTING" if chain == "BROUTING" else chain)
         prio = (-400 if table == "broute" else _table_prio(table, hook)) if hook else None
