@@ -993,7 +993,7 @@ class _Parser(object):
             verdict = None
             vi = text.rfind(" (verdict ")
             if vi >= 0 and text.endswith(")"):
-                verdict = text[vi + 10:-1].strip() or None
+                verdict = " ".join(text[vi + 10:-1].split()) or None
                 text = text[:vi]
             handle = None
             hi = text.rfind("# handle ")
@@ -1013,7 +1013,7 @@ class _Parser(object):
         elif what in ("policy", "verdict"):
             text = None
             handle = None
-            verdict = tail.strip() or None
+            verdict = " ".join(tail.split()) or None
             kind = "policy" if what == "policy" else ("return" if verdict in ("continue", "return") else "rule")
         else:
             return False
