@@ -281,9 +281,12 @@ class ActionModule(ActionModuleBase):
         if source == 'kernel_log' and p['host_filter']:
             lines, foreign = cap.host_line_filter(raw_lines, ifaces, addrs)
         tp = _trace_parse(module)
-        parsed = tp.parse(lines)
+        parsed = tp.parse(lines, with_unparsed=True)
         packets = list(parsed.get('packets') or [])
         stats = dict(parsed.get('stats') or {})
+        unparsed = cap.unparsed_summary(parsed.get('unparsed') or [], stats.get('malformed') or 0)
+        if unparsed['count']:
+            module.warn(unparsed['warning'])
         captured = len(packets)
         orphans = 0
         if source == 'kernel_log' and p['host_filter'] and foreign:
@@ -297,7 +300,8 @@ class ActionModule(ActionModuleBase):
         cap.add_nat_notes(packets)
         result = dict(changed=True, capture_id=cid, source_used=source, tool=state.get('tool'), packets=packets,
                       stats=stats, rules_snapshot={k: v.splitlines() for k, v in snapshots.items()},
-                      marker_found=cut['start'] if source == 'kernel_log' else None)
+                      marker_found=cut['start'] if source == 'kernel_log' else None,
+                      unparsed={'count': unparsed['count'], 'lines': unparsed['lines']})
         if p['return_lines']:
             result['lines'] = raw_lines
         if not packets:
@@ -308,7 +312,7 @@ class ActionModule(ActionModuleBase):
             result['diagnosis'] = causes
             module.warn('nothing was captured on %s; likely cause: %s' % (module.host, causes[0]))
         if p['report_path']:
-            result['report_path'] = self._write_report(module, packets, stats, snapshots)
+            result['report_path'] = self._write_report(module, packets, stats, snapshots, parsed.get('unparsed'))
         return result
 
     def _snapshot(self, module, facts, packets):
@@ -331,15 +335,15 @@ class ActionModule(ActionModuleBase):
             out[family] = res.stdout
         return out
 
-    def _write_report(self, module, packets, stats, snapshots):
+    def _write_report(self, module, packets, stats, snapshots, unparsed=None):
         from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
         p = module.params
         path = p['report_path']
         title = 'trace capture on %s' % module.host
         if p['report_format'] == 'html':
-            text = rep.render_html(packets, title=title)
+            text = rep.render_html(packets, title=title, unparsed=unparsed, unparsed_total=stats.get('malformed'))
         else:
-            text = rep.render_text(packets)
+            text = rep.render_text(packets, unparsed=unparsed, unparsed_total=stats.get('malformed'))
         directory = os.path.dirname(path) or '.'
         if not os.path.isdir(directory):
             module.fail_json(msg='report_path: directory %s does not exist on the controller' % directory)

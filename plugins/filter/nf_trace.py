@@ -38,18 +38,26 @@ def _opt_text(value, option, name):
     raise AnsibleFilterError("%s: option %s must be a string, got %s" % (name, option, type(value).__name__))
 
 
-def nf_trace(data, stats=False, iptables_save=None, ip6tables_save=None):
+def nf_trace(data, stats=False, iptables_save=None, ip6tables_save=None, with_unparsed=False):
     """Trace text (kernel log, xtables-monitor, nft monitor trace) -> list of packets."""
     if not isinstance(stats, bool):
         raise AnsibleFilterError("nf_trace: option stats must be a boolean, got %s" % type(stats).__name__)
+    if not isinstance(with_unparsed, bool):
+        raise AnsibleFilterError("nf_trace: option with_unparsed must be a boolean, got %s"
+                                 % type(with_unparsed).__name__)
     if isinstance(data, Mapping) and "stdout_lines" in data:
         data = data["stdout_lines"]
     text = _lines(data, "nf_trace")
     iptables_save = _opt_text(iptables_save, "iptables_save", "nf_trace")
     ip6tables_save = _opt_text(ip6tables_save, "ip6tables_save", "nf_trace")
-    result = parse(text)
+    result = parse(text, with_unparsed=with_unparsed)
     if iptables_save is not None or ip6tables_save is not None:
         annotate(result["packets"], iptables_save or "", ip6tables_save)
+    if with_unparsed:
+        out = {"packets": result["packets"], "unparsed": result["unparsed"]}
+        if stats:
+            out["stats"] = result["stats"]
+        return out
     if stats:
         return result
     return result["packets"]

@@ -15,8 +15,13 @@ from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_report impo
 
 def nf_trace_report(packets, format="text", title="Netfilter trace"):  # pylint: disable=redefined-builtin
     """Packets from ``nf_trace`` -> a text report or a self-contained HTML page."""
+    unparsed = None
     if isinstance(packets, Mapping) and "packets" in packets:
+        unparsed = packets.get("unparsed")     # nf_trace(with_unparsed=true): list the lines not read
         packets = packets["packets"]
+    if unparsed is not None and not isinstance(unparsed, (list, tuple)):
+        raise AnsibleFilterError("nf_trace_report: unparsed must be the list from nf_trace(with_unparsed=true), "
+                                 "got %s" % type(unparsed).__name__)
     if not isinstance(packets, (list, tuple)):
         raise AnsibleFilterError("nf_trace_report: input must be the list of packets from nf_trace, got %s"
                                  % type(packets).__name__)
@@ -29,9 +34,10 @@ def nf_trace_report(packets, format="text", title="Netfilter trace"):  # pylint:
     if not isinstance(title, str):
         raise AnsibleFilterError("nf_trace_report: title must be a string, got %s" % type(title).__name__)
     plain = [dict(p) for p in packets]
+    unparsed = [dict(u) for u in unparsed or () if isinstance(u, Mapping)]
     if format == "html":
-        return render(plain, fmt="html", title=title)
-    return render(plain, fmt="text")
+        return render(plain, fmt="html", title=title, unparsed=unparsed)
+    return render(plain, fmt="text", unparsed=unparsed)
 
 
 class FilterModule(object):

@@ -295,6 +295,21 @@ lines:
   returned: when O(return_lines=true)
   type: list
   elements: str
+unparsed:
+  description:
+    - Trace-looking lines of the capture that could not be read into a packet (a warning names the first
+      few). C(count) counts them all (as C(stats.malformed) does); C(lines) holds the first five, each with
+      C(line) (its number among the capture lines parsed, from 1), C(text) and C(reason).
+    - Lines with odd blanks or glued fields are read (nothing is reported for them); lines that carry
+      addresses but no IP ID or protocol become packets marked C(approximate).
+  returned: with action stop and oneshot
+  type: dict
+  sample:
+    count: 1
+    lines:
+      - line: 7
+        text: "[  525.720481] TRACE: filter:F"
+        reason: "TRACE line: head 'filter:F' is not table:chain:type:rulenum"
 rules_snapshot:
   description: C(iptables-save) output per family (V(ipv4), V(ipv6)) taken when the capture stopped.
   returned: with action stop and oneshot

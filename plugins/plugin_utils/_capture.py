@@ -647,3 +647,21 @@ def choose_monitor(facts, monitor='auto'):
     if 'nft' in tools:
         return 'nft'
     raise CaptureError('source nfnetlink needs xtables-monitor or nft on the host (neither found)')
+
+
+UNPARSED_SHOWN = 5
+
+
+def unparsed_summary(unparsed, count):
+    """The parser's unparsed-line records -> what trace_capture returns and warns: ``count`` (all of
+    them), ``lines`` (the first UNPARSED_SHOWN records, ``line`` numbered among the capture lines
+    parsed) and ``warning`` (one sentence with the first few)."""
+    count = max(int(count or 0), len(unparsed))
+    shown = [dict(u) for u in unparsed[:UNPARSED_SHOWN]]
+    warning = None
+    if count:
+        warning = '%d trace line%s of the capture could not be read (not in any packet): %s%s' % (
+            count, '' if count == 1 else 's',
+            '; '.join('line %s: %s: %s' % (u['line'], u['reason'], u['text'][:200]) for u in shown),
+            '; ...' if count > len(shown) else '')
+    return {'count': count, 'lines': shown, 'warning': warning}

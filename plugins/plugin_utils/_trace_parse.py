@@ -30,8 +30,10 @@ API (used by ``trace_capture`` and the filters):
     filled in place: ``lines``, ``trace_lines``, ``malformed``, ``packets``, ``suppressed``
     (kernel ``callbacks suppressed`` lines, i.e. lost log lines).
 
-``parse(text_or_lines, **kwargs) -> {'packets': [...], 'stats': {...}}``
-    Whole input at once; packets in order of first appearance. Never raises on any input.
+``parse(text_or_lines, with_unparsed=False, **kwargs) -> {'packets': [...], 'stats': {...}}``
+    Whole input at once; packets in order of first appearance. Never raises on any input. With
+    ``with_unparsed``, also ``unparsed``: the trace-looking lines that could not be read, each
+    ``{'line': N (from 1), 'text': the line as given, 'reason': ...}`` (the first ``MAX_UNPARSED``).
 
 ``parse_log_entries(lines) -> list of dict``
     LOG-target lines (with or without ``--log-prefix``) to dicts: ``time``, ``prefix``,
@@ -49,13 +51,25 @@ API (used by ``trace_capture`` and the filters):
     The snapshot model ``annotate`` uses (rule lines in order, so ``rulenum`` N is index N-1).
 
 Packet schema: ``id``, ``family`` (ipv4|ipv6), ``proto``, ``src``, ``dst``, ``sport``, ``dport``
-(as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft).
+(as first seen), ``hops``, ``nat``, ``verdict``, ``summary``, ``source`` (legacy|xtables|nft|ebtables);
+``approximate`` (true) and ``conntrack`` only where they apply.
 Hop schema: ``table``, ``chain``, ``kind`` (rule|policy|return), ``rulenum``, ``handle``,
 ``verdict``, ``rule``, ``in``, ``out``, ``physin``, ``physout``, ``src``, ``dst``, ``sport``,
 ``dport``, ``ttl``, ``time``. NAT entry: ``hop`` (index), ``field``, ``before``, ``after``,
 ``implied``.
 
-Nothing here raises on input text: unparsable trace lines are counted in ``stats['malformed']``.
+Nothing here raises on input text, and no trace-looking line (``TRACE:``, ``PACKET:``, ``trace id``)
+is dropped silently. Tolerant path (slow, only for lines the fast paths cannot read): the line is
+respaced (``_tolerant_line``: quote marks and line numbers off, runs of blanks and TABs made one
+space, fields glued together split by their known names) and read again; if it still cannot be read
+but is a ``TRACE:`` line with addresses (redacted: ``MAC=... SRC=a DST=b ...``; cut short; an
+ebtables ``--log`` line ``TRACE: eb:broute:BROUTING ... IP SRC=a IP DST=b, ...``), ``_salvage`` makes
+it a hop of a packet grouped by family, addresses and hook order, marked ``approximate: true``
+(source ``ebtables`` for ebtables lines); else it is counted in ``stats['malformed']`` and recorded
+as unparsed with a reason. Glued xtables ports (``ID=43007SPORT=80``) are read respaced in
+``_xt_after``; the older xtables-monitor order (TRACE line before its PACKET line) fills the hop
+from the PACKET line that follows it (``_xt_fill``). ``nft monitor trace`` ``conntrack:`` lines set
+the packet's ``conntrack`` (the key is present only then).
 The kernel may change an nft trace id on the way (IPv6 forwarding reallocates the skb): a new id
 at FORWARD/INPUT/POSTROUTING joins the open packet with the same IP ID / flow label.
 
@@ -85,8 +99,10 @@ in a chain the packet already went through, starts a new packet (the kernel reus
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import OrderedDict, deque
+from itertools import chain as _chain
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
 
@@ -131,9 +147,69 @@ _LEGACY_RE = re.compile(
 _SYSLOG_RE = re.compile(
     r"^\s*(?:<\d+>)?(?:(\w{3} [ \d]\d \d\d:\d\d:\d\d)|(\d{4}-\d\d-\d\dT[\d:.,]+(?:Z|[+-]\d\d:?\d\d)?))"
     r" \S+ kernel: ")
+_CLOCK_RE = re.compile(r"(?:^|\s)(\d\d:\d\d:\d\d(?:[.,]\d+)?)(?=\s|$)")
 _NFT_FIELD_RE = re.compile(
     r'\b(iif|oif|iifname|oifname) "([^"]*)"|\b(ip6?) (saddr|daddr|ttl|hoplimit|id|flowlabel|protocol|nexthdr) '
     r'(\S+)|\b(tcp|udp|udplite|sctp|dccp|th) (sport|dport) (\d+)|\b(icmp|icmpv6) type')
+
+
+_PROTO_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "132": "sctp"}   # ebtables: IP proto=6
+_PORTED = frozenset(("tcp", "udp", "udplite", "sctp", "dccp"))
+MAX_UNPARSED = 1000         # unparsed lines kept with their text (all are counted in stats['malformed'])
+
+# ---------------------------------------------------------------- tolerant reading (slow path only)
+# Lines the fast paths cannot read are respaced and read again (``_tolerant_line``); what still cannot
+# be read is salvaged into an approximate packet when it carries addresses (``_Parser._salvage``), or
+# reported unparsed with a reason. None of this runs for a line the fast paths read.
+_FIELD_NAMES = ("PHYSIN|PHYSOUT|IN|OUT|MACSRC|MACDST|MACPROTO|MAC|SRC|DST|LEN|TOS|PREC|TTL|ID|FRAG|PROTO|SPT|DPT|"
+                "SPORT|DPORT|SEQ|ACK|WINDOW|RES|URGP|TC|HOPLIMIT|FLOWLBL|TYPE|CODE|MTU|UID|GID|MARK|LL|VPROTO|VID")
+# a known field name glued to the value before it (``policy:2IN=eth0``, ``LEN=84TOS=``, ``ID=43007SPORT=80``)
+_GLUED_NAME_RE = re.compile(r"(?:(?<=[^\sA-Z])|(?<=DF)|(?<=MF)|(?<=CE))(?=(?:%s)=)" % _FIELD_NAMES)
+# a number glued to the flag after it (``ID=0DF``, ``DPORT=80SYN``)
+_GLUED_FLAG_RE = re.compile(r"\b((?:ID|SPT|DPT|SPORT|DPORT|LEN|TTL|WINDOW|URGP|HOPLIMIT|FLOWLBL|SEQ|ACK|TYPE|CODE|"
+                            r"MTU|UID|GID|FRAG)=\d+)(?=[A-Z])")
+_GLUED_PROTO_RE = re.compile(r"\b(PROTO=(?:TCP|UDPLITE|UDP|ICMPv6|ICMP|SCTP|DCCP|GRE|ESP|AH|IGMP))(?=[A-Z])")
+_GLUED_TAG_RE = re.compile(r"\b(TRACE|PACKET):(?=\S)")
+_SPACES_RE = re.compile(r"[ \t\v\f\u00a0]+")
+# what people put before a pasted line: quote marks, a line number (``12:``, ``12 |``, ``  12  [``)
+_QUOTE_RE = re.compile(r"^\s*(?:(?:>+|\|)\s*)*(?:\d+\s*[:|]\s+|\d+\s+(?=\[|<\d|TRACE|PACKET|trace id|\w{3} [ \d]\d ))?")
+
+
+def _respace(text):
+    """``text`` with runs of blanks made one space and glued fields split by their known names."""
+    text = _SPACES_RE.sub(" ", text)
+    text = _GLUED_NAME_RE.sub(" ", text)
+    text = _GLUED_FLAG_RE.sub(r"\1 ", text)
+    return _GLUED_PROTO_RE.sub(r"\1 ", text)
+
+
+def _tolerant_line(line):
+    """A line as the fast paths expect it: no quoting or line number, one space between fields."""
+    text = line.rstrip("\r\n")
+    text = _QUOTE_RE.sub("", text, 1)
+    text = _respace(text).strip(" ")
+    return _GLUED_TAG_RE.sub(r"\1: ", text)
+
+
+def _reason(text):
+    """Why a trace-looking line could not be read (for the ``unparsed`` records)."""
+    at = text.find("TRACE:")
+    if at >= 0:
+        rest = text[at + 6:].split()
+        if not rest:
+            return "TRACE line with nothing after TRACE:"
+        if rest[0].isdigit():
+            return "xtables-monitor TRACE line: trace id or 'table:chain:kind:...' head not readable"
+        if rest[0].count(":") < 3:
+            return "TRACE line: head %r is not table:chain:type:rulenum" % rest[0][:60]
+        if "SRC=" not in text or "DST=" not in text:
+            return "TRACE line without SRC=/DST= addresses (truncated?)"
+        return "TRACE line: fields not readable (truncated or unknown layout)"
+    if "PACKET:" in text:
+        return "xtables-monitor PACKET line: family, trace id or fields not readable"
+    if "trace id" in text:
+        return "nft monitor trace line of an unknown form"
+    return "not a text line"
 
 
 def _to_int(value):
@@ -152,6 +228,10 @@ def _header_time(prefix):
         end = p.find("]")
         return p[1:end].strip() if end > 0 else None
     m = _SYSLOG_RE.match(prefix)
+    if m is None:
+        q = _QUOTE_RE.match(prefix).end()
+        if q and prefix[:q].strip():
+            return _header_time(prefix[q:])     # a quoted or numbered line: ``> Nov 26 ...``, ``12: [...]``
     if m:
         rest = prefix[m.end():].lstrip()
         if rest.startswith("["):
@@ -163,7 +243,8 @@ def _header_time(prefix):
     rb = p.rfind("]")
     if 0 <= lb < rb:
         return p[lb + 1:rb].strip()
-    return None
+    m = _CLOCK_RE.search(p)
+    return m.group(1) if m else None
 
 
 def hook_of_chain(chain, fields=None):
@@ -205,6 +286,8 @@ class _Packet(object):
     chains = fields = ikey = aliases = labels = nat = nt = None
     implied = fverdict = None   # xtables hops: implied NAT entries and final verdict, kept hop by hop
     done = untracked = False    # untracked: an nft hop joined, _finish walks the hops
+    approx = False              # grouped by addresses and hook order only (no IP ID / trace id)
+    ct = None                   # nft monitor trace ``conntrack:`` text
 
     def __init__(self, serial, pid, source, family, proto, key):
         self.serial = serial
@@ -275,7 +358,7 @@ def _finish(pkt):
         summary = " \u2192 ".join(pkt.labels)
     else:
         summary = " \u2192 ".join(_hop_label(h) for h in hops)
-    return {
+    packet = {
         "id": pkt.id,
         "source": pkt.source,
         "family": pkt.family,
@@ -289,6 +372,11 @@ def _finish(pkt):
         "verdict": verdict,
         "summary": summary,
     }
+    if pkt.approx:
+        packet["approximate"] = True
+    if pkt.ct is not None:
+        packet["conntrack"] = pkt.ct
+    return packet
 
 
 def _final_verdict(hops):
@@ -489,6 +577,11 @@ def _xt_after(b, start=0):
         if i >= 0:
             k = b.find(" ", i + 7)
             proto = (b[i + 7:k] if k >= 0 else b[i + 7:]).lower() or None
+    if sport is None and b.find("PORT=", start) >= 0:
+        # glued (``ID=43007SPORT=80``, some xtables-monitor builds) or odd whitespace: read it respaced
+        spaced = _respace(b)
+        if spaced != b:
+            return _xt_after(spaced, 0)
     return sport, dport, proto
 
 
@@ -524,6 +617,9 @@ def _xt_fields_regex(body):
     head, ``str.find`` for the ports, ``_xt_fields_slow`` when even that does not match."""
     m = _XT_RE.match(body)
     if m is None:
+        spaced = _respace(body)
+        if spaced != body:
+            return _xt_fields_regex(spaced)
         return _xt_record(_xt_fields_slow(body))
     i_n, out, physin, physout, src, dst, ttl4, id4, ttl6, id6 = m.groups()
     if ttl4 is not None:
@@ -554,6 +650,10 @@ def _legacy_after(rest, start):
                 sport = _to_int(rest[e + 5:e2])
                 e3 = rest.find(" ", e2 + 5)
                 dport = _to_int(rest[e2 + 5:e3] if e3 >= 0 else rest[e2 + 5:])
+            else:
+                raise _Malformed    # "SPT=1<TAB>DPT=2": the tolerant path reads it, never a silent None
+        elif proto in _PORTED and rest.find("SPT=", p) >= 0:
+            raise _Malformed        # "PROTO=TCP<TAB>SPT=..." (a fragment has no SPT= and stays as it is)
     return proto, sport, dport
 
 
@@ -671,6 +771,9 @@ class _Parser(object):
         # field-block parts seen before (see _split): they die with the parse
         self.xt_caches = (_Cache(), _Cache(), _Cache())
         self.legacy_caches = (_Cache(), _Cache())
+        self.unparsed = []      # the first MAX_UNPARSED unparsed trace-looking lines: {line, text, reason}
+        self.retry_orig = None  # the line as it came, while its respaced form is read again
+        self.xt_late = None     # xtables-monitor output in the older order (TRACE, then its PACKET)
 
     # ---------------------------------------------------------------- packet table
     def _new(self, pid, source, family, proto, key):
@@ -745,6 +848,8 @@ class _Parser(object):
     # ---------------------------------------------------------------- line kinds
     def _legacy_head(self, head):
         """``raw:PREROUTING:policy:5`` -> (table, chain, kind, rulenum, hook, prio, label) or None."""
+        if "\t" in head or head[:1].isspace():
+            return None         # ``TRACE: <TAB>raw:...``: the tolerant path reads it
         parts = head.split(":")
         if len(parts) != 4:
             if len(parts) < 4:
@@ -840,7 +945,9 @@ class _Parser(object):
         key_rest = rest
         if rest[-1:] == "\n":
             rest = rest.rstrip("\r\n")
-        head, _sp, rule_text = rest.partition(" ")
+        if "\t" in rest:
+            rest = rest.replace("\t", " ")
+        head, _sp, rule_text = rest.strip(" ").partition(" ")
         info = self._xt_head(head, rule_text.strip())
         if info is None:
             return None
@@ -851,6 +958,10 @@ class _Parser(object):
 
     def _nft(self, line, at):
         line = line.rstrip("\r\n")
+        if "\t" in line:
+            line = line.replace("\t", " ")
+        if line[at + 8:at + 9] != " ":
+            return False
         body = line[at + 9:]
         words = body.split(" ", 5)
         if len(words) < 5:
@@ -861,7 +972,7 @@ class _Parser(object):
             return False
         pkt = self.by_id.get(pid)
         if what == "packet:":
-            fields = _nft_fields(tail)
+            fields = _nft_fields(_SPACES_RE.sub(" ", tail))
             family = fields.get("family") or {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam)
             hook = _hook_of_nft(chain, fields)
             chain_key = (fam, table, chain)
@@ -882,17 +993,27 @@ class _Parser(object):
             verdict = None
             vi = text.rfind(" (verdict ")
             if vi >= 0 and text.endswith(")"):
-                verdict = text[vi + 10:-1].strip() or None
+                verdict = " ".join(text[vi + 10:-1].split()) or None
                 text = text[:vi]
             handle = None
             hi = text.rfind("# handle ")
             if hi >= 0:
                 handle = _to_int(text[hi + 9:].split()[0]) if text[hi + 9:].split() else None
                 text = text[:hi].rstrip()
+        elif what == "conntrack:":
+            # ``conntrack: ct direction original ct state new ct id 123`` (nft >= 1.0.8): the packet's state
+            if pkt is None:
+                hook = _hook_of_nft(chain, None)
+                pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
+                                      (fam, table, chain), None, None)
+            if pkt.ct is None:
+                pkt.ct = tail.strip()
+            self._touch(pkt)
+            return True
         elif what in ("policy", "verdict"):
             text = None
             handle = None
-            verdict = tail.strip() or None
+            verdict = " ".join(tail.split()) or None
             kind = "policy" if what == "policy" else ("return" if verdict in ("continue", "return") else "rule")
         else:
             return False
@@ -942,246 +1063,299 @@ class _Parser(object):
         every = min(_SWEEP_EVERY, self.window)
         sweep_at = every
         tick = self.tick            # trace lines seen; self.tick is set before each call that reads it
+        base = source = iter(lines)
+        retried = None              # the respaced line being read again (see _failed)
         try:
-            for line in lines:
-                n += 1
-                try:
-                    at = line.find("TRACE: ")
-                except (AttributeError, TypeError):
-                    if isinstance(line, (bytes, bytearray)):
-                        line = bytes(line).decode("utf-8", "replace")
-                        at = line.find("TRACE: ")
-                    else:
-                        bad += 1
-                        continue
-                if at < 0:
-                    at = line.find("PACKET: ")
-                    if at != 0:
-                        # nft monitor trace; else a PACKET line with a prefix; else noise
-                        nft = line.find("trace id ")
-                        if nft >= 0:
-                            trace += 1
-                            tick += 1
-                            self.tick = tick
-                            if not self._nft_safe(line, nft):
-                                bad += 1
-                            at = -2
-                        elif at < 0:
-                            if "callbacks suppressed" in line:
-                                suppressed += 1
-                            continue
-                    if at >= 0:
-                        # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
-                        trace += 1
-                        ok = False
-                        try:
-                            sp1 = line.find(" ", at + 8)
-                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-                            if sp2 >= 0:
-                                fam = line[at + 8:sp1]
-                                pid = line[sp1 + 1:sp2]
-                                if fam.isdigit() and (pid in by_id or _is_hex(pid)):
-                                    body = line[sp2 + 1:]
-                                    if body != xbody:
-                                        xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
-                                        xbody = body
-                                    pending[pid] = [families.get(fam, fam), xf, True]
-                                    if len(pending) > max_open:
-                                        pending.popitem(last=False)
-                                    ok = True
-                        except Exception:  # never raise on input: count the line as malformed
-                            xbody = None
-                        if not ok:
-                            bad += 1
-                        continue
-                else:
-                    trace += 1
-                    tick += 1
-                    # a line that cannot be read raises _Malformed (rare: cheaper than a flag per line)
+            while True:  # one more turn after each line read again (respaced, see _failed)
+                for line in source:
+                    n += 1
                     try:
-                        if line[at + 7:at + 8].isdigit():
-                            # ------------------------------------------------ xtables-monitor TRACE
-                            sp1 = line.find(" ", at + 7)
-                            sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
-                            if sp2 < 0:
-                                raise _Malformed
-                            pid = line[sp1 + 1:sp2]
-                            rest = line[sp2 + 1:]
-                            info = xheads.get(rest)
-                            if info is None:
-                                if not _is_hex(pid):
-                                    raise _Malformed
-                                info = self._xt_info(rest)
-                                if info is None:
-                                    raise _Malformed
-                            pend = pending.get(pid)
-                            pkt = by_id.get(pid)
-                            if pend is not None:
-                                family, fields, fresh = pend
-                            elif pkt is None and not _is_hex(pid):
-                                raise _Malformed
-                            else:
-                                fam = line[at + 7:sp1]
-                                family, fields, fresh = families.get(fam, fam), None, False
-                            (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
-                             implied, vclass) = info
-                            if hook is None and pkt is not None:
-                                hook = pkt.last_hook
-                            if fresh or pkt is None:
-                                last = pkt.last_hook if pkt is not None else None
-                                if pkt is None or hook is not None and (
-                                        chain_key in pkt.chains or not (
-                                            last is None or hook == last or hook in next_hooks[last])):
-                                    self.tick = tick
-                                    pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
-                                                          fields[1] if fields else None,
-                                                          fields[0] if fields else None)
-                                pkt.chains.add(chain_key)
-                                if pkt.labels is None:
-                                    pkt.labels = []
-                                    if not pkt.hops:
-                                        pkt.nat = []    # observed NAT is recorded hop by hop (below)
-                                if pend is not None:
-                                    pend[2] = False     # consumed: later TRACE lines of this id are not fresh
-                            if fields is not None:
-                                if pkt.proto is None:
-                                    pkt.proto = fields[0] or rule_proto
-                                hop = fields[2].copy()
-                                hop["sport"] = fields[4]
-                                hop["dport"] = fields[5]
-                                nt = fields[3]
-                            else:
-                                if pkt.proto is None:
-                                    pkt.proto = rule_proto
-                                hop = _EMPTY_HOP.copy()
-                                nt = _NO_NAT
-                            hop.update(hdict)
-                            hops = pkt.hops
-                            nat = pkt.nat
-                            if nat is not None and hops:
-                                # same comparison as _finish's, between this hop and the previous one
-                                last = pkt.nt
-                                if nt is not last and nt != last:
-                                    index = len(hops)
-                                    for i, field in _NAT_ENUM:
-                                        before = last[i]
-                                        after = nt[i]
-                                        if before != after and before is not None and after is not None:
-                                            nat.append({"hop": index, "field": field, "before": before,
-                                                        "after": after, "implied": False})
-                            pkt.nt = nt
-                            if implied is not None:
-                                if pkt.implied is None:
-                                    pkt.implied = []
-                                pkt.implied.extend(_implied_nat(len(hops), hop))
-                            hops.append(hop)
-                            if pkt.labels is not None:
-                                pkt.labels.append(label)
-                            if vclass:
-                                # the final verdict (_finish): the last drop/reject/queue, else accept
-                                if vclass == 2:
-                                    pkt.fverdict = verdict
-                                elif pkt.fverdict is None:
-                                    pkt.fverdict = verdict
-                            if hook is not None:
-                                pkt.last_hook = hook
-                            pkt.last_table = table
-                            pkt.seen = tick
-                            if verdict == "drop" or verdict == "reject":
-                                self._close(pkt)
+                        at = line.find("TRACE:")
+                    except (AttributeError, TypeError):
+                        if isinstance(line, (bytes, bytearray)):
+                            line = bytes(line).decode("utf-8", "replace")
+                            at = line.find("TRACE:")
                         else:
-                            # ------------------------------------------------ legacy kernel log TRACE
-                            sp = line.find(" ", at + 7)
-                            if sp < 0:
-                                raise _Malformed
-                            head = line[at + 7:sp]
-                            info = lheads.get(head)
-                            if info is None:
-                                info = self._legacy_head(head)
+                            bad += 1
+                            self._unparsed(n, repr(line)[:300], "not a text line")
+                            continue
+                    if at < 0:
+                        at = line.find("PACKET:")
+                        if at != 0:
+                            # nft monitor trace; else a PACKET line with a prefix; else noise
+                            nft = line.find("trace id")
+                            if nft >= 0 and line[nft + 8:nft + 9] in (" ", "\t"):
+                                trace += 1
+                                tick += 1
+                                self.tick = tick
+                                if not self._nft_safe(line, nft):
+                                    fixed = self._failed(line, n, line is retried)
+                                    if fixed:
+                                        n -= 1
+                                        trace -= 1
+                                        tick -= 1
+                                        retried = fixed
+                                        source = _chain((fixed,), base)
+                                        break
+                                    if fixed is None:
+                                        bad += 1
+                                at = -2
+                            elif at < 0:
+                                if "callbacks suppressed" in line:
+                                    suppressed += 1
+                                elif "trace" in line and line is not retried:
+                                    # ``trace  id`` / ``trace<TAB>id``: an nft line with odd blanks
+                                    fixed = _tolerant_line(line)
+                                    if "trace id " in fixed:
+                                        n -= 1
+                                        self.retry_orig = line
+                                        retried = fixed
+                                        source = _chain((fixed,), base)
+                                        break
+                                continue
+                        if at >= 0:
+                            # xtables-monitor PACKET line: the fields of the TRACE lines that follow it
+                            trace += 1
+                            ok = False
+                            try:
+                                sp1 = line.find(" ", at + 8) if line[at + 7] == " " else -1
+                                sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                                if sp2 >= 0:
+                                    fam = line[at + 8:sp1]
+                                    pid = line[sp1 + 1:sp2]
+                                    if fam.isdigit() and (pid in by_id or _is_hex(pid)):
+                                        body = line[sp2 + 1:]
+                                        if body != xbody:
+                                            xf = _xt_fields(body.rstrip("\r\n"), xt_caches)
+                                            xbody = body
+                                        pkt = by_id.get(pid)
+                                        if pkt is not None and pkt.hops and (
+                                                pkt.hops[-1]["src"] is None or self.xt_late):
+                                            # older xtables-monitor: the TRACE line came before its PACKET
+                                            self.tick = tick
+                                            pkt = self._xt_fill(pkt, xf, pid)
+                                            pending[pid] = [pkt.family, xf, False]
+                                        else:
+                                            pending[pid] = [families.get(fam) or _xt_family(fam, xf), xf, True]
+                                        if len(pending) > max_open:
+                                            pending.popitem(last=False)
+                                        ok = True
+                            except Exception:  # never raise on input: count the line as malformed
+                                xbody = None
+                            if not ok:
+                                self.tick = tick
+                                fixed = self._failed(line, n, line is retried)
+                                if fixed:
+                                    n -= 1
+                                    trace -= 1
+                                    retried = fixed
+                                    source = _chain((fixed,), base)
+                                    break
+                                if fixed is None:
+                                    bad += 1
+                            continue
+                    else:
+                        trace += 1
+                        tick += 1
+                        # a line that cannot be read raises _Malformed (rare: cheaper than a flag per line)
+                        try:
+                            if line[at + 6] != " ":
+                                raise _Malformed    # ``TRACE:raw:...``, ``TRACE:<TAB>``: the tolerant path
+                            if line[at + 7:at + 8].isdigit():
+                                # ------------------------------------------------ xtables-monitor TRACE
+                                sp1 = line.find(" ", at + 7)
+                                sp2 = line.find(" ", sp1 + 1) if sp1 > 0 else -1
+                                if sp2 < 0:
+                                    raise _Malformed
+                                pid = line[sp1 + 1:sp2]
+                                rest = line[sp2 + 1:]
+                                info = xheads.get(rest)
                                 if info is None:
+                                    if not _is_hex(pid):
+                                        raise _Malformed
+                                    info = self._xt_info(rest)
+                                    if info is None:
+                                        raise _Malformed
+                                pend = pending.get(pid)
+                                pkt = by_id.get(pid)
+                                if pend is not None:
+                                    family, fields, fresh = pend
+                                elif pkt is None and not _is_hex(pid):
                                     raise _Malformed
-                            rest = line[sp + 1:]
-                            if rest == lrest:
-                                f = lf
+                                else:
+                                    fam = line[at + 7:sp1]
+                                    family, fields, fresh = families.get(fam, fam), None, False
+                                (table, chain, kind, verdict, hook, label, hdict, rule_proto, chain_key,
+                                 implied, vclass) = info
+                                if hook is None and pkt is not None:
+                                    hook = pkt.last_hook
+                                if fresh or pkt is None:
+                                    last = pkt.last_hook if pkt is not None else None
+                                    if pkt is None or hook is not None and (
+                                            chain_key in pkt.chains or not (
+                                                last is None or hook == last or hook in next_hooks[last])):
+                                        self.tick = tick
+                                        pkt = self._id_packet(pid, "xtables", family, hook, chain_key,
+                                                              fields[1] if fields else None,
+                                                              fields[0] if fields else None)
+                                    pkt.chains.add(chain_key)
+                                    if pkt.labels is None:
+                                        pkt.labels = []
+                                        if not pkt.hops:
+                                            pkt.nat = []    # observed NAT is recorded hop by hop (below)
+                                    if pend is not None:
+                                        pend[2] = False     # consumed: later TRACE lines of this id are not fresh
+                                if fields is not None:
+                                    if pkt.proto is None:
+                                        pkt.proto = fields[0] or rule_proto
+                                    hop = fields[2].copy()
+                                    hop["sport"] = fields[4]
+                                    hop["dport"] = fields[5]
+                                    nt = fields[3]
+                                else:
+                                    if pkt.proto is None:
+                                        pkt.proto = rule_proto
+                                    hop = _EMPTY_HOP.copy()
+                                    nt = _NO_NAT
+                                hop.update(hdict)
+                                hops = pkt.hops
+                                nat = pkt.nat
+                                if nat is not None and hops:
+                                    # same comparison as _finish's, between this hop and the previous one
+                                    last = pkt.nt
+                                    if nt is not last and nt != last:
+                                        index = len(hops)
+                                        for i, field in _NAT_ENUM:
+                                            before = last[i]
+                                            after = nt[i]
+                                            if before != after and before is not None and after is not None:
+                                                nat.append({"hop": index, "field": field, "before": before,
+                                                            "after": after, "implied": False})
+                                pkt.nt = nt
+                                if implied is not None:
+                                    if pkt.implied is None:
+                                        pkt.implied = []
+                                    pkt.implied.extend(_implied_nat(len(hops), hop))
+                                hops.append(hop)
+                                if pkt.labels is not None:
+                                    pkt.labels.append(label)
+                                if vclass:
+                                    # the final verdict (_finish): the last drop/reject/queue, else accept
+                                    if vclass == 2:
+                                        pkt.fverdict = verdict
+                                    elif pkt.fverdict is None:
+                                        pkt.fverdict = verdict
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                pkt.last_table = table
+                                pkt.seen = tick
+                                if verdict == "drop" or verdict == "reject":
+                                    self._close(pkt)
                             else:
-                                f = _legacy_fields(rest, legacy_caches)
-                                if f is None:
+                                # ------------------------------------------------ legacy kernel log TRACE
+                                sp = line.find(" ", at + 7)
+                                if sp < 0:
                                     raise _Malformed
-                                lrest = rest
-                                lf = f
-                            if line[0] == "[":
-                                end = line.find("]")
-                                time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
-                            else:
-                                time = _header_time(line[:at])
-                            table, chain, kind, rulenum, hook, prio, label, hdict = info
-                            key = f[4]
-                            pkt = None
-                            cands = by_key.get(key)
-                            if cands:
-                                for c in reversed(cands):
-                                    if hook is None:
-                                        if c.last_table == table:
-                                            pkt = c
-                                            break
-                                    else:
-                                        last = c.last_hook
-                                        if hook == last:
-                                            if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                                head = line[at + 7:sp]
+                                info = lheads.get(head)
+                                if info is None:
+                                    info = self._legacy_head(head)
+                                    if info is None:
+                                        raise _Malformed
+                                rest = line[sp + 1:]
+                                if rest == lrest:
+                                    f = lf
+                                else:
+                                    f = _legacy_fields(rest, legacy_caches)
+                                    if f is None:
+                                        raise _Malformed
+                                    lrest = rest
+                                    lf = f
+                                if line[0] == "[":
+                                    end = line.find("]")
+                                    time = line[1:end].strip() if 0 < end < at else _header_time(line[:at])
+                                else:
+                                    time = _header_time(line[:at])
+                                table, chain, kind, rulenum, hook, prio, label, hdict = info
+                                key = f[4]
+                                pkt = None
+                                cands = by_key.get(key)
+                                if cands:
+                                    for c in reversed(cands):
+                                        if hook is None:
+                                            if c.last_table == table:
                                                 pkt = c
                                                 break
-                                        elif last is not None and hook in next_hooks[last]:
-                                            pkt = c
-                                            break
-                            if pkt is None:
-                                self.legacy_n += 1
-                                self.tick = tick
-                                pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
-                                pkt.labels = [label]
-                                pkt.nat = []
-                                if cands is None:
-                                    by_key[key] = [pkt]
+                                        else:
+                                            last = c.last_hook
+                                            if hook == last:
+                                                if prio > c.last_prio or (prio == c.last_prio and rulenum > c.last_num):
+                                                    pkt = c
+                                                    break
+                                            elif last is not None and hook in next_hooks[last]:
+                                                pkt = c
+                                                break
+                                if pkt is None:
+                                    self.legacy_n += 1
+                                    self.tick = tick
+                                    pkt = self._new("legacy-%d" % self.legacy_n, "legacy", f[7], f[8], key)
+                                    pkt.labels = [label]
+                                    pkt.nat = []
+                                    if cands is None:
+                                        by_key[key] = [pkt]
+                                    else:
+                                        cands.append(pkt)
                                 else:
-                                    cands.append(pkt)
-                            else:
-                                last_f = pkt.fields
-                                if last_f is not f and last_f is not None and last_f[6] != f[6]:
-                                    index = len(pkt.hops)
-                                    for i, field in _NAT_ENUM:
-                                        if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
-                                            pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
-                                                            "after": f[i], "implied": False})
-                                pkt.labels.append(label)
-                            pkt.fields = f
-                            hop = f[5].copy()
-                            hop.update(hdict)
-                            hop["sport"] = f[2]
-                            hop["dport"] = f[3]
-                            hop["time"] = time
-                            pkt.hops.append(hop)
-                            if hook is not None:
-                                pkt.last_hook = hook
-                                pkt.last_prio = prio
-                                pkt.last_num = rulenum
-                            pkt.last_table = table
-                            pkt.seen = tick
-                    except Exception:  # never raise on input: count the line as malformed
-                        bad += 1
-                        lrest = xbody = None
-                if tick >= sweep_at:
-                    sweep_at = tick + every
-                    self.tick = tick
-                    self._sweep()
-                if done:
-                    stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
-                    stats["suppressed"] = suppressed
-                    if self.with_serial:
-                        while done:
-                            yield self._emit(done.pop(0))
-                    else:
-                        for pkt in done:
-                            yield _finish(pkt)
-                        del done[:]
+                                    last_f = pkt.fields
+                                    if last_f is not f and last_f is not None and last_f[6] != f[6]:
+                                        index = len(pkt.hops)
+                                        for i, field in _NAT_ENUM:
+                                            if last_f[i] != f[i] and last_f[i] is not None and f[i] is not None:
+                                                pkt.nat.append({"hop": index, "field": field, "before": last_f[i],
+                                                                "after": f[i], "implied": False})
+                                    pkt.labels.append(label)
+                                pkt.fields = f
+                                hop = f[5].copy()
+                                hop.update(hdict)
+                                hop["sport"] = f[2]
+                                hop["dport"] = f[3]
+                                hop["time"] = time
+                                pkt.hops.append(hop)
+                                if hook is not None:
+                                    pkt.last_hook = hook
+                                    pkt.last_prio = prio
+                                    pkt.last_num = rulenum
+                                pkt.last_table = table
+                                pkt.seen = tick
+                        except Exception:  # never raise on input: read it respaced, salvage or report it
+                            lrest = xbody = None
+                            self.tick = tick
+                            fixed = self._failed(line, n, line is retried)
+                            if fixed:
+                                n -= 1
+                                trace -= 1
+                                tick -= 1
+                                retried = fixed
+                                source = _chain((fixed,), base)
+                                break
+                            if fixed is None:
+                                bad += 1
+                    if tick >= sweep_at:
+                        sweep_at = tick + every
+                        self.tick = tick
+                        self._sweep()
+                    if done:
+                        stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
+                        stats["suppressed"] = suppressed
+                        if self.with_serial:
+                            while done:
+                                yield self._emit(done.pop(0))
+                        else:
+                            for pkt in done:
+                                yield _finish(pkt)
+                            del done[:]
+                else:
+                    break
             self.flush()
         finally:
             stats["lines"], stats["trace_lines"], stats["malformed"] = n, trace, bad
@@ -1194,6 +1368,184 @@ class _Parser(object):
         packet = _finish(pkt)
         return (pkt.serial, packet) if self.with_serial else packet
 
+    def _xt_fill(self, pkt, xf, pid):
+        """Fill the fields of an xtables packet's last hop from the PACKET line that followed it (older
+        xtables-monitor builds print TRACE before PACKET). A packet of one hop joins the open packet
+        with the same IP ID when the kernel gave it a new trace id on the way, as ``_id_packet`` does."""
+        if self.xt_late is None:
+            # decided once, at the first TRACE line that had no PACKET before it: when no PACKET line came
+            # before at all, this output is in the older order, and each PACKET line describes the TRACE
+            # line before it (a normal capture cut mid-packet is not taken for one: it had PACKET lines)
+            self.xt_late = not self.xt_pending
+        if self.xt_late and len(pkt.hops) > 1:
+            pkt = self._xt_late_reuse(pkt, pid)
+        hop = pkt.hops[-1]
+        for key in ("in", "out", "physin", "physout", "src", "dst", "ttl"):
+            hop[key] = xf[2][key]
+        hop["sport"], hop["dport"] = xf[4], xf[5]
+        if pkt.proto is None:
+            pkt.proto = xf[0]
+        if pkt.family not in ("ipv4", "ipv6"):
+            pkt.family = _xt_family("0", xf)
+        pkt.nt = xf[3]
+        pkt.nat = None      # observed NAT: _finish compares the hops (this one had no fields when it came)
+        if len(pkt.hops) != 1 or pkt.ikey is not None or xf[1] is None:
+            return pkt
+        ikey = (pkt.family, pkt.proto, xf[1])
+        cand = self.id_by_key.get(ikey)
+        hook = pkt.last_hook
+        if cand is None or cand is pkt or cand.done or cand.last_hook is None or (
+                hook not in _NEXT_HOOKS.get(cand.last_hook, ())):
+            pkt.ikey = ikey
+            self.id_by_key[ikey] = pkt
+            return pkt
+        hops, pkt.hops = pkt.hops, []
+        self._close(pkt)    # no hops left: nothing is emitted for it
+        self.by_id[pid] = cand
+        if cand.aliases is None:
+            cand.aliases = []
+        cand.aliases.append(pid)
+        base = len(cand.hops)
+        cand.hops.extend(hops)
+        if cand.labels is not None:
+            cand.labels.extend(pkt.labels or [_hop_label(h) for h in hops])
+        cand.chains |= pkt.chains or set()
+        for entry in pkt.implied or ():
+            entry["hop"] += base
+            cand.implied = (cand.implied or []) + [entry]
+        if pkt.fverdict in ("drop", "reject", "queue") or cand.fverdict is None:
+            cand.fverdict = pkt.fverdict or cand.fverdict
+        cand.last_hook, cand.last_table, cand.nt = pkt.last_hook, pkt.last_table, pkt.nt
+        cand.nat = None
+        self._touch(cand)
+        return cand
+
+    def _xt_late_reuse(self, pkt, pid):
+        """Older order: the hop a PACKET line follows opens its hook group. When the kernel reused the
+        trace id (a chain seen before, or an earlier hook), that hop starts a new packet, as a fresh
+        PACKET line does in the usual order (``_id_packet``)."""
+        hops = pkt.hops
+        hop = hops[-1]
+        key = (hop["table"], hop["chain"])
+        hook, prev = _HOOK_OF.get(hop["chain"]), _HOOK_OF.get(hops[-2]["chain"])
+        if not (any((h["table"], h["chain"]) == key for h in hops[:-1]) or (
+                hook is not None and prev is not None and _HOOK_RANK[hook] < _HOOK_RANK[prev])):
+            return pkt
+        hops.pop()
+        label = pkt.labels.pop() if pkt.labels else _hop_label(hop)
+        if pkt.implied:
+            pkt.implied = [e for e in pkt.implied if e["hop"] < len(hops)]
+        pkt.fverdict = _final_verdict(hops)
+        self._close(pkt)
+        new = self._id_packet(pid, "xtables", pkt.family, hook, key, None, None)
+        new.chains.add(key)
+        new.labels = [label]
+        new.nat = None
+        if hop["rule"] is not None and hop["kind"] == "rule":
+            new.implied = _implied_nat(0, hop) or None
+        verdict = hop["verdict"]
+        new.fverdict = verdict if verdict in ("drop", "reject", "queue", "accept") else None
+        new.hops.append(hop)
+        new.last_hook, new.last_table = hook, hop["table"]
+        return new
+
+    def _failed(self, line, n, again):
+        """A trace-looking line the fast paths could not read. Returns the respaced line to read again
+        (first failure, when respacing changes it); else salvages it into an approximate packet (returns
+        ``""``) or records it as unparsed (returns None)."""
+        if not isinstance(line, str):
+            self._unparsed(n, repr(line)[:300], "not a text line")
+            return None
+        if not again:
+            fixed = _tolerant_line(line)
+            if fixed != line.rstrip("\r\n"):
+                self.retry_orig = line
+                return fixed
+        else:
+            line = self.retry_orig
+        text = _tolerant_line(line)
+        try:
+            if self._salvage(text):
+                return ""
+        except Exception:  # never raise on input: report the line
+            pass
+        self._unparsed(n, line.rstrip("\r\n"), _reason(text))
+        return None
+
+    def _unparsed(self, n, text, reason):
+        if len(self.unparsed) < MAX_UNPARSED:
+            self.unparsed.append({"line": n, "text": text, "reason": reason})
+
+    def _salvage(self, text):
+        """A ``TRACE:`` line with its addresses but no IP ID / protocol (redacted, cut short) or an
+        ebtables ``--log`` line (``TRACE: eb:broute:BROUTING IN=... IP SRC=..., IP DST=...``) -> a hop of an
+        approximate packet: grouped by family and addresses in hook order (no id to group by)."""
+        at = text.find("TRACE: ")
+        if at < 0:
+            return False
+        words = text[at + 7:].split(" ", 1)
+        if len(words) < 2:
+            return False
+        parts = words[0].split(":")
+        source = "legacy"
+        kind, rulenum = "rule", 0
+        if len(parts) == 3 and parts[0] in ("eb", "ebtables"):
+            source = "ebtables"
+            table, chain = parts[1], parts[2]
+        elif len(parts) >= 4 and parts[-2] in _KINDS and parts[-1].isdigit():
+            table, chain, kind, rulenum = parts[0], ":".join(parts[1:-2]), parts[-2], int(parts[-1])
+        else:
+            return False
+        if not table or not chain:
+            return False
+        f = {}
+        for tok in words[1].replace(",", " ").split():
+            k, sep, v = tok.partition("=")
+            if sep and k and k not in f:
+                f[k] = v
+        src, dst = f.get("SRC"), f.get("DST")
+        try:
+            family = "ipv%d" % ipaddress.ip_address(src).version
+            ipaddress.ip_address(dst)
+        except ValueError:
+            return False        # no address, or one cut short: nothing to group by
+        proto = f.get("PROTO") or f.get("proto")
+        if proto is not None:
+            proto = _PROTO_NAMES.get(proto) or _PROTO_NUMBERS.get(proto) or proto.lower()
+        sport, dport = _to_int(f.get("SPT") or f.get("SPORT")), _to_int(f.get("DPT") or f.get("DPORT"))
+        hook = _HOOK_OF.get("PREROUTING" if chain == "BROUTING" else chain)
+        prio = (-400 if table == "broute" else _table_prio(table, hook)) if hook else None
+        hop = _hop_template(f.get("IN") or None, f.get("OUT") or None, f.get("PHYSIN") or None,
+                            f.get("PHYSOUT") or None, src, dst, sport, dport,
+                            _to_int(f.get("TTL") or f.get("HOPLIMIT")))
+        hop.update({"table": table, "chain": chain, "kind": kind, "rulenum": rulenum if source == "legacy" else None,
+                    "time": _header_time(text[:at])})
+        key = ("~", family, src, dst)
+        pkt = None
+        for c in reversed(self.by_key.get(key) or ()):
+            last = c.last_hook
+            if hook is None:
+                if c.last_table == table:
+                    pkt = c
+            elif last is None or hook in _NEXT_HOOKS[last] or hook == last and (
+                    prio > c.last_prio or prio == c.last_prio and rulenum > c.last_num):
+                pkt = c
+            if pkt is not None:
+                break
+        if pkt is None:
+            self.legacy_n += 1
+            pkt = self._new("approx-%d" % self.legacy_n, source, family, proto, key)
+            pkt.approx = True
+            self.by_key.setdefault(key, []).append(pkt)
+        elif pkt.proto is None:
+            pkt.proto = proto
+        pkt.hops.append(hop)
+        if hook is not None:
+            pkt.last_hook, pkt.last_prio, pkt.last_num = hook, prio, rulenum
+        pkt.last_table = table
+        self._touch(pkt)
+        return True
+
     def _nft_safe(self, line, at):
         try:
             return self._nft(line, at)
@@ -1201,11 +1553,20 @@ class _Parser(object):
             return False
 
 
+def _xt_family(fam, xf):
+    """Family of an xtables PACKET line whose family number is unknown (older builds print 0)."""
+    if fam == "0" and xf is not None and xf[2]["src"]:
+        return "ipv6" if ":" in xf[2]["src"] else "ipv4"
+    return fam
+
+
 def _is_hex(text):
     if not text or len(text) > 16:
         return False
     if not text.strip(_HEX):
         return True         # the usual id: lower-case hex digits only, no int() needed
+    if not text.isalnum():
+        return False        # int() would take blanks and underscores
     try:
         int(text, 16)
     except ValueError:
@@ -1245,10 +1606,12 @@ def iter_packets(lines, stats=None, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_
     return parser.run(source)
 
 
-def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
+def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN, with_unparsed=False):
     """Parse trace text (str, bytes or iterable of lines) -> ``{'packets': [...], 'stats': {...}}``.
 
-    Packets are in order of first appearance. Never raises on any input.
+    Packets are in order of first appearance. Never raises on any input. ``with_unparsed``: the result
+    also has ``unparsed``, the trace-looking lines that could not be read (the first ``MAX_UNPARSED``,
+    each ``{line, text, reason}``; ``stats['malformed']`` counts them all).
     """
     stats = {}
     parser = _Parser(stats=stats, window=window, max_open=max_open, with_serial=True)
@@ -1257,7 +1620,10 @@ def parse(text_or_lines, window=DEFAULT_WINDOW, max_open=DEFAULT_MAX_OPEN):
     except TypeError:
         source = iter(())
     packets = sorted(parser.run(source), key=lambda item: item[0])
-    return {"packets": [p for _serial, p in packets], "stats": stats}
+    result = {"packets": [p for _serial, p in packets], "stats": stats}
+    if with_unparsed:
+        result["unparsed"] = parser.unparsed
+    return result
 
 
 # ------------------------------------------------------------------------------ LOG target lines
@@ -1304,6 +1670,9 @@ def _log_fields(text, entry):
     entry["flags"] = flags
 
 
+_XT_PACKET_HEAD_RE = re.compile(r"(?:^|\s)PACKET:\s*\d+\s+[0-9a-f]{1,16}\s*\Z")
+
+
 def parse_log_entries(lines):
     """LOG-target kernel lines -> list of dicts (see module docstring). Never raises."""
     entries = []
@@ -1321,6 +1690,8 @@ def parse_log_entries(lines):
             if at > 0 and line[at - 1] not in " ]:":
                 continue
             head = line[:at]
+            if _XT_PACKET_HEAD_RE.search(head):
+                continue        # an xtables-monitor PACKET line (nf_trace reads it), not a LOG entry
             time = _header_time(head)
             prefix = head
             m = _SYSLOG_RE.match(prefix)

@@ -10,11 +10,14 @@ without notice. It serves the ``virtops.virtnet.nf_trace_report`` filter and the
 
 API:
 
-``render_text(packets) -> str``
+``render_text(packets, unparsed=None) -> str``
     One table per packet (``#``, ``table:chain``, ``kind``, rule/verdict, in/out,
-    ``src -> dst``, NAT marks), then the packet's one-line summary.
+    ``src -> dst``, NAT marks), then the packet's one-line summary. A packet with no known verdict
+    says where its path ends and that a legacy trace needs the ruleset to tell the verdict; a packet
+    grouped approximately says so. ``unparsed`` (the parser's ``{line, text, reason}`` records)
+    is listed at the end: no line is dropped from a report silently.
 
-``render_html(packets, title='Netfilter trace') -> str``
+``render_html(packets, title='Netfilter trace', unparsed=None) -> str``
     One self-contained HTML page (inline CSS, inline SVG, no scripts, no external resources).
     Each packet gets a section with an SVG diagram of the netfilter hooks (PREROUTING ->
     routing decision -> INPUT / FORWARD -> OUTPUT -> POSTROUTING, the tables of each hook as
@@ -129,14 +132,53 @@ def _packet_title(packet, index):
         _endpoint(packet.get("dst"), packet.get("dport")))
 
 
+def _notes(packet):
+    """Sentences a reader needs beside the table: approximate grouping, an unknown verdict."""
+    notes = []
+    if packet.get("approximate"):
+        notes.append("grouped approximately: these lines carry no IP ID or protocol (redacted, cut short or "
+                     "ebtables), so hops were grouped by addresses and hook order only")
+    hops = _hops(packet)
+    if not packet.get("verdict") and hops:
+        last = hops[-1]
+        where = "%s:%s %s%s" % (_s(last.get("table")), _s(last.get("chain")), _s(last.get("kind")),
+                                " %s" % last["rulenum"] if last.get("rulenum") is not None else "")
+        if packet.get("source") in (None, "legacy") and not any(h.get("rule") for h in hops):
+            notes.append("verdict unknown: the path ends at %s; a kernel-log trace does not say what a rule "
+                         "did - give the rules (nf_trace iptables_save=..., or trace_capture's snapshot) to "
+                         "know whether it was dropped there" % where)
+        else:
+            notes.append("verdict unknown: the path ends at %s" % where)
+    return notes
+
+
+def _unparsed_records(unparsed):
+    return [u for u in unparsed or () if isinstance(u, dict)]
+
+
+def _unparsed_text(unparsed, total=None):
+    records = _unparsed_records(unparsed)
+    if not records:
+        return []
+    count = total if isinstance(total, int) and total > len(records) else len(records)
+    out = ["Unparsed lines (%d): trace-looking lines that could not be read" % count]
+    for u in records:
+        out.append("  line %s: %s" % (_s(u.get("line")), _s(u.get("reason"))))
+        out.append("    %s" % _s(u.get("text")))
+    if count > len(records):
+        out.append("  ... and %d more" % (count - len(records)))
+    out.append("")
+    return out
+
+
 # ----------------------------------------------------------------------------- text
-def render_text(packets):
-    """Plain-text report: a table per packet."""
+def render_text(packets, unparsed=None, unparsed_total=None):
+    """Plain-text report: a table per packet, then the unparsed lines."""
     if not isinstance(packets, list):
         packets = []
     out = []
     if not packets:
-        return "No traced packets.\n"
+        return "\n".join(["No traced packets.", ""] + _unparsed_text(unparsed, unparsed_total))
     headers = ("#", "table:chain", "kind", "rule/verdict", "in/out", "src %s dst" % _ARROW, "NAT")
     for index, packet in enumerate(packets):
         if not isinstance(packet, dict):
@@ -165,7 +207,10 @@ def render_text(packets):
             out.append("  " + (fmt % row).rstrip())
         if packet.get("summary"):
             out.append("  path: %s" % packet["summary"])
+        for note in _notes(packet):
+            out.append("  note: %s" % note)
         out.append("")
+    out.extend(_unparsed_text(unparsed, unparsed_total))
     return "\n".join(out)
 
 
@@ -190,6 +235,8 @@ tr.nat td{background:#fff4e6}
 .nat-list{margin:6px 0 0;padding-left:20px}
 .nat-list li{color:#d9480f}
 .legend{font-size:12px;color:#52606d}
+p.note{font-size:12.5px;color:#8a4b00;background:#fff4e6;padding:4px 8px;border-radius:4px;margin:6px 0}
+section.unparsed{background:#fff;border:1px solid #f0c36d;border-radius:8px;padding:16px 20px}
 .legend span{display:inline-block;width:12px;height:12px;border-radius:2px;margin:0 4px -2px 12px;border:1px solid #829ab1}
 """
 
@@ -378,8 +425,8 @@ def _hop_table(packet):
     return "".join(rows)
 
 
-def render_html(packets, title="Netfilter trace"):
-    """Self-contained HTML page: one section per packet with an SVG hook diagram."""
+def render_html(packets, title="Netfilter trace", unparsed=None, unparsed_total=None):
+    """Self-contained HTML page: one section per packet with an SVG hook diagram, then the unparsed lines."""
     if not isinstance(packets, list):
         packets = []
     packets = [p for p in packets if isinstance(p, dict)]
@@ -391,6 +438,8 @@ def render_html(packets, title="Netfilter trace"):
                     % (index + 1, escape(_packet_title(packet, index)), vclass, escape(verdict)))
         if packet.get("summary"):
             body.append('<div class="summary">%s</div>' % escape(_s(packet["summary"])))
+        for note in _notes(packet):
+            body.append('<p class="note">%s</p>' % escape(note))
         body.append(_svg(packet, index))
         body.append('<div class="legend">boxes: <span style="background:#dbe4ff"></span>traversed'
                     '<span style="background:#fff3bf"></span>rule matched'
@@ -405,6 +454,16 @@ def render_html(packets, title="Netfilter trace"):
         body.append("</section>")
     if not packets:
         body.append("<p>No traced packets.</p>")
+    records = _unparsed_records(unparsed)
+    if records:
+        count = unparsed_total if isinstance(unparsed_total, int) and unparsed_total > len(records) else len(records)
+        body.append('<section class="unparsed"><h2>Unparsed lines (%d)</h2><p>Trace-looking lines that could '
+                    'not be read.</p><table><thead><tr><th>line</th><th>reason</th><th>text</th></tr></thead>'
+                    '<tbody>%s</tbody></table>%s</section>' % (
+                        count, "".join('<tr><td>%s</td><td>%s</td><td class="mono">%s</td></tr>' % (
+                            escape(_s(u.get("line"))), escape(_s(u.get("reason"))), escape(_s(u.get("text"))))
+                            for u in records),
+                        "<p>... and %d more</p>" % (count - len(records)) if count > len(records) else ""))
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             "<title>%s</title><style>%s</style></head><body><h1>%s</h1>"
@@ -416,7 +475,7 @@ def render_html(packets, title="Netfilter trace"):
 def render(packets, fmt="text", **kwargs):
     """Render ``packets`` as ``text`` or ``html``."""
     if fmt == "text":
-        return render_text(packets)
+        return render_text(packets, **kwargs)
     if fmt == "html":
         return render_html(packets, **kwargs)
     raise ValueError("unknown report format %r (expected 'text' or 'html')" % (fmt,))

@@ -358,3 +358,30 @@ def test_monitor_ends_by_itself_after_its_lifetime(lab, run_module, traced):
     assert not _alive_after(lab, host, pid, 10), "monitor %s still running after its 10 s lifetime" % pid
     res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"]))
     assert any("had exited before the capture was stopped" in w for w in res.get("warnings", []))
+
+
+def test_kernel_log_capture_warns_with_unparsed_lines(lab, run_module, traced):
+    """A trace-looking line the parser cannot read (written to the kernel log through /dev/kmsg, as a
+    broken or foreign tool would) is not dropped silently: the result counts it, returns it and warns.
+    The line carries this host's virbr0 MAC, so other labs' captures filter it out as foreign."""
+    host = "el7-1"
+    mac = lab.exec(host, ["cat", "/sys/class/net/virbr0/address"]).stdout.strip()
+    tag = "virtnet-it-unparsed-%d" % time.time_ns()
+    bad = "TRACE: filter:F IN=virbr0 OUT= MAC=%s:52:54:00:00:00:01:08:00 %s" % (mac, tag)
+    for attempt in range(3):
+        start = ok(run_module(host, MODULE, action="start"))
+        assert connect(lab, GUESTS[host]).returncode == 0
+        lab.exec(host, ["sh", "-c", 'printf "%s\\n" "$1" > /dev/kmsg', "sh", bad])
+        res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW,
+                            return_lines=True))
+        if res.get("marker_found") is not False:
+            break
+    assert res["marker_found"] is True, res.get("warnings")
+    seen = [x for x in res["lines"] if tag in x]
+    assert len(seen) == 1, res["lines"]
+    assert res["unparsed"]["count"] >= 1 and res["stats"]["malformed"] == res["unparsed"]["count"]
+    [record] = [u for u in res["unparsed"]["lines"] if tag in u["text"]]
+    assert record["text"] == seen[0].rstrip()
+    assert record["reason"] == "TRACE line: head 'filter:F' is not table:chain:type:rulenum"
+    assert any("could not be read" in w and tag in w for w in res.get("warnings", [])), res.get("warnings")
+    assert_seed_path(lab, host, res, traced[host]["ip"], legacy=True)
