@@ -137,5 +137,7 @@ def test_nf_log_task_el9_check_and_apply():
     res = _nflog.NfLogTask(h).run()
     assert res['families']['ipv6']['after'] == 'nf_log_ipv6'
     ops = [a for s, a in h.scripts if s == _nflog.APPLY_SCRIPT][0]
-    assert ops[:5] == ['modprobe', 'nf_log_syslog', 'bind', '2', 'nf_log_ipv4']
+    assert ops[0] == 'write' and ops[4] == 'write'       # files staged first, moved into place last
+    runtime = ops[8:]
+    assert runtime[:5] == ['modprobe', 'nf_log_syslog', 'bind', '2', 'nf_log_ipv4']
     assert len(res['diff']) == 3
