@@ -77,7 +77,7 @@ for b in iptables ip6tables; do
   else case "$ipt" in *nf_tables*) rd "fw_nft$k" "$b-save" ;; esac; fi
 done
 rd fw_ruleset nft list ruleset
-printf '@@fw_netconf\n'; cat /etc/libvirt/network.conf 2>/dev/null
+printf '@@fw_netconf\n'; cat /etc/libvirt/network.conf 2>/dev/null && echo
 printf '@@fw_libvirtd\n'; have libvirtd && libvirtd --version 2>/dev/null | head -n 1
 printf '@@fw_sysctl\n'
 for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding \
@@ -88,7 +88,7 @@ for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding \
 done
 printf '@@fw_networks\n'
 d=/run/libvirt/network; [ -d "$d" ] || d=/var/run/libvirt/network
-for f in "$d"/*.xml; do [ -r "$f" ] && { printf '#file %s\n' "$f"; cat "$f"; }; done
+for f in "$d"/*.xml; do [ -r "$f" ] && { printf '#file %s\n' "$f"; cat "$f"; echo; }; done
 printf '@@fw_procs\n'
 me=$(readlink /proc/self/ns/net 2>/dev/null)
 for p in /proc/[0-9]*; do
