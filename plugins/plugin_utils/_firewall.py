@@ -588,8 +588,9 @@ def diagnose(facts, host, networks=None):
                      "chain on the forward hook); DOCKER-USER does not accept them"
                      % (', '.join(missing), s['backend'], where_lv))
             evidence.append("libvirt's rules are in: %s" % where_lv)
-        if fix:
-            fix.append('persist them: Docker never flushes DOCKER-USER, but they are lost at reboot (save them with '
+        if not fix:
+            fix.append('nothing to do now; a new libvirt network needs the same two DOCKER-USER rules for its subnet')
+        fix.append('persist them: Docker never flushes DOCKER-USER, but they are lost at reboot (save them with '
                        'your distribution\'s iptables service, or a unit ordered after docker.service)')
         findings.append(_finding('docker-forward-drop', sev, title, where, evidence, fix))
 

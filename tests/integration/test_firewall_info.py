@@ -11,6 +11,7 @@ unit-tested on firewall-cmd's documented output format only.
 Run: VIRTLAB_NAME=hf .venv/bin/python -m pytest -q -m integration tests/integration/test_firewall_info.py -p no:xdist
 """
 import json
+import os
 import re
 import shlex
 import time
@@ -82,6 +83,20 @@ DUMP = ("for c in iptables-save ip6tables-save iptables-legacy-save ip6tables-le
         "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables; true")
 
 
+def capture(lab, host, name):
+    """With VIRTNET_CAPTURE_FIXTURES=DIR, save the host's raw probe + firewall script output as DIR/name.txt
+    (how tests/unit/fixtures/firewall/*.txt were taken). Read-only, like the module."""
+    where = os.environ.get("VIRTNET_CAPTURE_FIXTURES")
+    if not where:
+        return
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils._firewall import FIREWALL_SCRIPT
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT
+    out = lab.exec(host, ["env", "LC_ALL=C", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                          "sh", "-c", PROBE_SCRIPT + FIREWALL_SCRIPT, "virtnet"]).stdout
+    with open(os.path.join(where, name + ".txt"), "w") as f:
+        f.write(out)
+
+
 def ok(res):
     assert not res["failed"], res
     return res
@@ -130,6 +145,7 @@ def test_plain_host_read_only(lab, run_module, host, backend):
     before = dump(lab, host)
     res = ok(run_module(host, MODULE))
     after = dump(lab, host)
+    capture(lab, host, "plain_" + host.split("-")[0])
     assert before == after, "firewall_info changed the host's rulesets"
     assert res["changed"] is False
     assert res["libvirt"]["firewall_backend"] == "iptables" and res["libvirt"]["rules_in"] == [backend]
@@ -167,6 +183,7 @@ def test_host_without_firewall_tools(lab, run_module):
     lab.exec(host, ["sh", "-c", hide])
     try:
         res = run_module(host, MODULE)
+        capture(lab, host, "no_tools_debian12")
     finally:
         lab.exec(host, ["sh", "-c", unhide])
     assert res["failed"]
@@ -184,6 +201,7 @@ def test_docker_same_table_as_libvirt_is_a_warning(lab, run_module, guests):
     restore(lab, host, "iptables-nft-restore", DOCKER27)
     try:
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "docker_same_table_debian12")
         (f,) = by_id(res, "docker-forward-drop")
         assert f["severity"] == "warning" and f["where"]["backend"] == "iptables-nft"
         assert "iptables-nft-save filter: :FORWARD DROP" in f["evidence"]
@@ -241,6 +259,7 @@ def test_docker_forward_drop_end_to_end(lab, run_module, run_playbook, guests, l
     try:
         assert not passes(lab, guest, host), "the guest passed although Docker's FORWARD policy is DROP"
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "docker_libvirt_legacy_debian12")
         (f,) = by_id(res, "docker-forward-drop")
         assert f["severity"] == "error", f
         assert f["where"] == {"backend": "iptables-nft", "family": "ip", "table": "filter", "chain": "FORWARD",
@@ -277,6 +296,7 @@ def test_docker_forward_drop_end_to_end(lab, run_module, run_playbook, guests, l
             lab.exec(host, shlex.split(cmd))
         assert passes(lab, guest, host)
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "docker_fixed_debian12")
         (f2,) = by_id(res, "docker-forward-drop")
         assert f2["severity"] == "info" and "DOCKER-USER accepts" in f2["title"]
     finally:
@@ -292,6 +312,7 @@ def test_mixed_legacy_and_nft(lab, run_module):
     lab.exec(host, ["iptables-legacy"] + rule)
     try:
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "mixed_debian12")
         (f,) = by_id(res, "mixed-backends")
         assert f["severity"] == "warning"
         assert "iptables-legacy-save: -A INPUT -p tcp -m tcp --dport 9 -j DROP" in f["evidence"]
@@ -309,6 +330,7 @@ def test_ip_forward_disabled(lab, run_module, guests):
     try:
         assert not passes(lab, "fwg7", host)
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "ip_forward_off_el7")
         (f,) = by_id(res, "ip-forward-disabled")
         assert f["severity"] == "error" and f["evidence"] == ["/proc/sys/net/ipv4/ip_forward = 0"]
         assert f["fix"][0] == "sysctl -w net.ipv4.ip_forward=1"
@@ -350,6 +372,7 @@ def test_nft_base_chain_drop_policy(lab, run_module, guests):
     try:
         assert not passes(lab, "fwg12", host)
         res = ok(run_module(host, MODULE))
+        capture(lab, host, "nft_drop_chain_debian12")
         (f,) = by_id(res, "forward-drop-policy")
         assert f["severity"] == "error"
         assert f["where"] == {"backend": "nftables", "family": "inet", "table": "hfguard", "chain": "forward_guard",
