@@ -282,8 +282,15 @@ def test_docker_forward_drop_end_to_end(lab, run_module, run_playbook, guests, l
         time.sleep(0.3)
         assert connect(lab, guest) != 0
         time.sleep(0.5)
+        report = {}
+        if os.environ.get("VIRTNET_CAPTURE_FIXTURES"):       # the report shown in docs/firewall.md
+            report = dict(report_path=os.path.join(os.environ["VIRTNET_CAPTURE_FIXTURES"], "docker_drop_report.html"))
         cap = ok(run_module(host, "virtops.virtnet.trace_capture", action="stop", capture_id=start["capture_id"],
-                            match={"protocol": "tcp", "destination": UPLINK, "destination_port": [PORT]}))
+                            match={"protocol": "tcp", "destination": UPLINK, "destination_port": [PORT]}, **report))
+        if report:
+            with open(os.path.join(os.environ["VIRTNET_CAPTURE_FIXTURES"], "docker_drop_trace.json"), "w") as fh:
+                json.dump(dict(packets=cap["packets"], explanation=cap.get("explanation"),
+                               summary=[p.get("summary") for p in cap["packets"]]), fh, indent=1)
         syns = [p for p in cap["packets"] if p["hops"][0]["src"] == guests[host]["ip"]]
         assert syns, cap["packets"]
         last = syns[0]["hops"][-1]
