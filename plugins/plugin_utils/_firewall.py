@@ -240,7 +240,7 @@ def parse_networks(lines):
     for chunk in re.split(r'^#file ', text, flags=re.M):
         if not chunk.strip():
             continue
-        path, _, xml = chunk.partition('\n')
+        path, dummy, xml = chunk.partition('\n')
         net = re.search(r'<network\b.*?</network>', xml, re.S)
         if not net:
             continue
@@ -302,7 +302,7 @@ def _firewalld(sections):
             current = line.split()[0]
             active[current] = dict(interfaces=[], sources=[])
         elif current and ':' in line:
-            key, _, val = line.strip().partition(':')
+            key, dummy, val = line.strip().partition(':')
             if key.strip() in ('interfaces', 'sources'):
                 active[current][key.strip()] = val.split()
     return dict(state=state, zones=zones, policies=policies, active_zones=active)
@@ -313,7 +313,7 @@ def parse(text):
     try:
         probe = parse_probe(text)
     except ProbeError as e:
-        raise FirewallError(str(e))
+        raise FirewallError(str(e)) from e
     sections = parse_sections(text)
     if 'fw_end' not in sections:
         raise FirewallError('firewall read is incomplete (no fw_end marker)')
@@ -415,395 +415,441 @@ def _ipt_accepts(rules, net, direction):
     return None
 
 
+class _Diagnosis:
+    """One host's diagnosis: each step reads what the steps before it stored on ``self``."""
+
+    def __init__(self, facts, host, networks=None):
+        probe = facts['probe']
+        saves = facts['saves']
+        nft = facts['nft']
+        all_nets = facts['networks']
+        if networks:
+            names = [n['name'] for n in all_nets]
+            for want in networks:
+                if want not in names:
+                    raise FirewallError('networks: %r is not an active libvirt network on %s (active: %s); use '
+                                        'one of those names or omit the option' % (want, host, ', '.join(names) or 'none'))
+            nets = [n for n in all_nets if n['name'] in networks]
+        else:
+            nets = list(all_nets)
+        fwd_nets = [n for n in nets if n['forward'] in FORWARDING_MODES]
+        findings = []
+
+        self.facts, self.host, self.probe, self.saves, self.nft = facts, host, probe, saves, nft
+        self.nets, self.fwd_nets, self.findings = nets, fwd_nets, findings
+        # filled by the steps, in run()'s order
+        self.backends, self.native, self.lv_rules, self.lv_tables, self.libvirt = {}, [], [], [], {}
+        self.hooks, self.docker, self.firewalld = {}, {}, {}
+
+    def run(self):
+        for step in (self.read_backends, self.find_libvirt, self.base_chains, self.check_docker,
+                     self.check_forward_drops, self.check_mixed, self.check_sysctls, self.check_firewalld):
+            step()
+        return self.result()
+
+    def read_backends(self):
+        probe, saves, nft, findings, host = self.probe, self.saves, self.nft, self.findings, self.host
+        # ---- backends
+        backends = {}
+        for s in [saves[k] for k in sorted(saves)]:
+            b = backends.setdefault(s['backend'], dict(available=True, commands=[], rules=0, tables=[], errors=[]))
+            b['commands'].append(s['command'])
+            if s['error']:
+                b['errors'].append('%s: %s' % (s['command'], s['error'].splitlines()[0] if s['error'] else ''))
+                continue
+            rs = s['ruleset']
+            b['rules'] += _holds_rules(rs)
+            b['tables'] += ['%s %s' % (s['family'], t) for t in rs.tables]
+        nft_owned = set()
+        for b in ('iptables-legacy', 'iptables-nft'):
+            backends.setdefault(b, dict(available=False, commands=[], rules=0, tables=[], errors=[]))
+        for t in backends['iptables-nft']['tables']:
+            nft_owned.add(tuple(t.split(' ', 1)))
+        native = []
+        if nft is not None:
+            for t in nft['tables']:
+                if t.owner is None and (t.family, t.name) in nft_owned:
+                    t.owner = 'iptables-nft'
+                if t.owner is None:
+                    native.append(t)
+            backends['nftables'] = dict(available=True, commands=[nft['command'] + ' list ruleset'],
+                                        rules=sum(len(c.rules) + (1 if c.base else 0) for t in native for c in t.chains),
+                                        tables=[t.label for t in native],
+                                        errors=[nft['error'].splitlines()[0]] if nft['error'] else [])
+        else:
+            backends['nftables'] = dict(available=False, commands=[], rules=0, tables=[], errors=[])
+        for b in backends.values():
+            b['holds_rules'] = b['rules'] > 0
+        readable = [b for b in backends.values() if b['available'] and not b['errors']]
+        if not any(b['available'] for b in backends.values()):
+            raise FirewallError('no iptables, iptables-legacy, iptables-nft or nft command on %s: there is no firewall '
+                                'tool to read (tools found: %s); install iptables or nftables, or check PATH'
+                                % (host, ', '.join(sorted(probe.get('tools', {}))) or 'none'))
+        if not readable:
+            errs = [e for b in backends.values() for e in b['errors']]
+            raise FirewallError('could not read any firewall on %s: %s; run the task as root (become: true)'
+                                % (host, '; '.join(errs)))
+        if nft is None:
+            findings.append(_finding(
+                'nft-unreadable', 'info', 'no nft command on this host: native nftables tables (firewalld, libvirt '
+                '10.4+ nftables backend, nftables.service) cannot be read; only iptables was examined', None,
+                ['tools: ' + ', '.join(sorted(t for t in probe.get('tools', {}) if 'tables' in t or t == 'nft'))],
+                ['install nftables (the nft command) to see native nft tables']))
+        self.backends, self.native = backends, native
+
+    def find_libvirt(self):
+        saves, native, facts = self.saves, self.native, self.facts
+        # ---- libvirt's backend (read from the host)
+        lv_rules = []
+        for s in [saves[k] for k in sorted(saves)]:
+            if s['ruleset'] is None:
+                continue
+            if any(LIBVIRT_CHAIN_RE.match(c) for t in s['ruleset'].tables.values() for c in t['chains']):
+                if s['backend'] not in lv_rules:
+                    lv_rules.append(s['backend'])
+        lv_tables = [t for t in native if t.name == LIBVIRT_NFT_TABLE]
+        if lv_tables:
+            lv_rules.append('nftables')
+        conf = facts['network_conf_backend']
+        if conf:
+            lv_backend, lv_source = conf, '/etc/libvirt/network.conf firewall_backend'
+        elif lv_rules:
+            lv_backend = 'nftables' if lv_rules == ['nftables'] else 'iptables'
+            lv_source = "libvirt's rules found in %s" % ', '.join(lv_rules)
+        else:
+            lv_backend, lv_source = None, 'no libvirt rules found and no firewall_backend in /etc/libvirt/network.conf'
+        libvirt = dict(firewall_backend=lv_backend, source=lv_source, rules_in=lv_rules,
+                       network_conf=conf, version=facts['libvirtd_version'],
+                       nft_tables=[t.label for t in lv_tables])
+        self.lv_rules, self.lv_tables, self.libvirt = lv_rules, lv_tables, libvirt
+
+    def base_chains(self):
+        saves, native = self.saves, self.native
+        # ---- base chains per hook
+        hooks = {}
+        for s in [saves[k] for k in sorted(saves)]:
+            if s['ruleset'] is None:
+                continue
+            for tname, t in s['ruleset'].tables.items():
+                for chain, pol in t['chains'].items():
+                    prio = IPT_HOOKS.get(tname, {}).get(chain)
+                    if prio is None or pol == '-':
+                        continue
+                    hooks.setdefault(chain.lower(), []).append(dict(
+                        backend=s['backend'], family=s['family'], table=tname, chain=chain, priority=prio,
+                        policy=pol.lower(), rules=len([r for r in t['rules'] if r.chain == chain])))
+        for t in native:
+            for c in t.chains:
+                if c.base:
+                    hooks.setdefault(c.hook, []).append(dict(
+                        backend='nftables', family=t.family, table=t.name, chain=c.name, priority=c.priority,
+                        priority_text=c.priority_text, type=c.type, policy=c.policy, rules=len(c.rules)))
+        for h in hooks.values():
+            h.sort(key=lambda x: (x['priority'] if x['priority'] is not None else 0, x['backend'], x['table']))
+        self.hooks = hooks
+
+    def check_docker(self):
+        saves, fwd_nets, findings, facts, lv_rules = self.saves, self.fwd_nets, self.findings, self.facts, self.lv_rules
+        # ---- Docker's FORWARD policy DROP
+        docker = dict(present=False, backends=[], chains=[])
+        for key in ('fw_legacy', 'fw_nft'):
+            s = saves.get(key)
+            if not s or s['ruleset'] is None:
+                continue
+            filt = s['ruleset'].tables.get('filter')
+            if not filt:
+                continue
+            dchains = [c for c in filt['chains'] if c in DOCKER_CHAINS or c.startswith('DOCKER-')]
+            if not dchains:
+                continue
+            docker['present'] = True
+            docker['backends'].append(s['backend'])
+            docker['chains'] = sorted(set(docker['chains']) | set(dchains))
+            policy = filt['chains'].get('FORWARD')
+            if policy != 'DROP':
+                continue
+            tool = _tool(s['backend'], 'ip', facts)
+            rules = list(s['ruleset'].rules('filter'))
+            user = [r for r in rules if r.chain == 'DOCKER-USER']
+            jumps = [r.line for r in rules if r.chain == 'FORWARD' and r.tokens[-1].startswith('DOCKER')]
+            lv_here = [r for r in rules if r.chain.startswith('LIBVIRT_FW')]
+            evidence = ['%s filter: %s' % (s['command'], _policy_line('FORWARD', 'DROP'))]
+            evidence += ['%s filter: :%s' % (s['command'], c) for c in dchains]
+            evidence += ['%s filter: %s' % (s['command'], x) for x in jumps]
+            evidence += ['%s filter: %s' % (s['command'], r.line) for r in user]
+            missing, fix = [], []
+            for net in fwd_nets:
+                v4 = [x for x in net['subnets'] if ':' not in x]
+                out_ok = _ipt_accepts(user, net, 'out')
+                in_ok = _ipt_accepts(user, net, 'in')
+                if out_ok and in_ok:
+                    continue
+                missing.append(net['name'])
+                for sub in v4:
+                    if not out_ok:
+                        fix.append('%s -I DOCKER-USER -s %s -j ACCEPT' % (tool, sub))
+                    if not in_ok:
+                        fix.append('%s -I DOCKER-USER -d %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'
+                                   % (tool, sub))
+            where = dict(backend=s['backend'], family='ip', table='filter', chain='FORWARD', hook='forward')
+            if not missing:
+                sev = 'info'
+                title = ("Docker's FORWARD policy DROP (%s): DOCKER-USER accepts every forwarding libvirt network's "
+                         "traffic" % s['backend'])
+            elif lv_here:
+                sev = 'warning'
+                title = ("Docker set the FORWARD policy to DROP in %s; libvirt's own ACCEPT rules are in the same table, so "
+                         "NAT and routed guests of %s pass today, but traffic libvirt adds no rule for (bridged traffic with "
+                         "br_netfilter, 'open' networks, libvirt's nftables backend) is dropped unless DOCKER-USER accepts it"
+                         % (s['backend'], ', '.join(missing)))
+                evidence += ["%s filter: %s (libvirt's)" % (s['command'], r.line) for r in lv_here[:4]]
+            else:
+                sev = 'error'
+                where_lv = ', '.join(lv_rules) or 'no iptables table'
+                title = ("libvirt guests of %s cannot forward: Docker set the FORWARD policy to DROP in %s and libvirt's "
+                         "ACCEPT rules are in %s, which does not override it (a packet must be accepted by every base "
+                         "chain on the forward hook); DOCKER-USER does not accept them"
+                         % (', '.join(missing), s['backend'], where_lv))
+                evidence.append("libvirt's rules are in: %s" % where_lv)
+            if not fix:
+                fix.append('nothing to do now; a new libvirt network needs the same two DOCKER-USER rules for its subnet')
+            fix.append('persist them: Docker never flushes DOCKER-USER, but they are lost at reboot (save them with '
+                       'your distribution\'s iptables service, or a unit ordered after docker.service)')
+            findings.append(_finding('docker-forward-drop', sev, title, where, evidence, fix))
+        self.docker = docker
+
+    def check_forward_drops(self):
+        saves, fwd_nets, findings, facts = self.saves, self.fwd_nets, self.findings, self.facts
+        lv_rules, lv_tables, hooks, docker, native = self.lv_rules, self.lv_tables, self.hooks, self.docker, self.native
+        # ---- other DROP policies on the forward hook that libvirt's accept does not override
+        lv_tables_where = set()
+        for s in saves.values():
+            if s['ruleset'] is not None and s['backend'] in lv_rules:
+                if any(r.chain.startswith('LIBVIRT_FW') for r in s['ruleset'].rules('filter')):
+                    lv_tables_where.add((s['backend'], s['family'], 'filter'))
+        for t in lv_tables:
+            lv_tables_where.add(('nftables', t.family, t.name))
+        for hook in hooks.get('forward', []):
+            if hook['policy'] != 'drop':
+                continue
+            if (hook['backend'], hook['family'], hook['table']) in lv_tables_where:
+                continue
+            if hook['backend'] in docker['backends'] and hook['table'] == 'filter':
+                continue                     # the Docker finding covers it
+            if hook['family'] not in ('ip', 'inet') or not fwd_nets:
+                continue
+            where = dict(backend=hook['backend'], family=hook['family'], table=hook['table'], chain=hook['chain'],
+                         hook='forward')
+            if hook['backend'] == 'nftables':
+                tbl = next(t for t in native if t.name == hook['table'] and t.family == hook['family'])
+                ch = next(c for c in tbl.chains if c.name == hook['chain'])
+                text = '\n'.join(r for c in tbl.chains for r in c.rules)
+                evidence = ['nft: table %s' % tbl.label, 'nft: chain %s' % ch.name, 'nft: %s' % ch.header]
+                evidence += ['nft: %s' % r for r in ch.rules[:6]]
+                fix = []
+                for net in fwd_nets:
+                    for sub in [x for x in net['subnets'] if ':' not in x]:
+                        fix.append('nft insert rule %s %s %s iifname "%s" ip saddr %s accept'
+                                   % (tbl.family, tbl.name, ch.name, net['bridge'], sub))
+                        fix.append('nft insert rule %s %s %s oifname "%s" ip daddr %s ct state related,established '
+                                   'accept' % (tbl.family, tbl.name, ch.name, net['bridge'], sub))
+                fix.append('or, if nothing needs it, delete the table: nft delete table %s' % tbl.label)
+            else:
+                s = next(x for x in saves.values() if x['backend'] == hook['backend'] and x['family'] == hook['family'])
+                rules = list(s['ruleset'].rules(hook['table']))
+                text = '\n'.join(r.line for r in rules)
+                tool = _tool(hook['backend'], hook['family'], facts)
+                evidence = ['%s %s: %s' % (s['command'], hook['table'], _policy_line(hook['chain'], 'DROP'))]
+                evidence += ['%s %s: %s' % (s['command'], hook['table'], r.line) for r in rules
+                             if r.chain == hook['chain']][:6]
+                fix = []
+                for net in fwd_nets:
+                    for sub in [x for x in net['subnets'] if ':' not in x]:
+                        fix.append('%s -t %s -I %s -s %s -j ACCEPT' % (tool, hook['table'], hook['chain'], sub))
+                        fix.append('%s -t %s -I %s -d %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'
+                                   % (tool, hook['table'], hook['chain'], sub))
+            mentioned = [n['name'] for n in fwd_nets if _mentions(text, n)]
+            lv_at = ', '.join(lv_rules) or 'no table'
+            if mentioned:
+                sev = 'warning'
+                title = ('%s %s %s: base chain %s on the forward hook has policy drop; it has rules naming the guest '
+                         'networks %s: check they accept both directions (libvirt\'s accept in %s does not override it)'
+                         % (hook['backend'], hook['family'], hook['table'], hook['chain'], ', '.join(mentioned), lv_at))
+            else:
+                sev = 'error'
+                title = ('%s %s %s: base chain %s on the forward hook has policy drop and no rule for the guests of %s; '
+                         "libvirt's accept in %s does not override it (a packet must be accepted by every base chain "
+                         'on a hook), so forwarded guest traffic is dropped there'
+                         % (hook['backend'], hook['family'], hook['table'], hook['chain'],
+                            ', '.join(n['name'] for n in fwd_nets), lv_at))
+            findings.append(_finding('forward-drop-policy', sev, title, where, evidence, fix))
+
+    def check_mixed(self):
+        saves, findings, backends, native = self.saves, self.findings, self.backends, self.native
+        # ---- rules in both iptables-legacy and nf_tables
+        legacy_n = backends['iptables-legacy']['rules']
+        nft_n = backends['iptables-nft']['rules'] + backends['nftables']['rules']
+        if legacy_n and nft_n:
+            evidence = []
+            for key in ('fw_legacy', 'fw_legacy_six', 'fw_nft', 'fw_nft_six'):
+                s = saves.get(key)
+                if s and s['ruleset'] is not None and _holds_rules(s['ruleset']):
+                    rules = list(s['ruleset'].rules())
+                    evidence.append('%s: %d rules in tables %s' % (s['command'], len(rules), ', '.join(s['ruleset'].tables)))
+                    evidence += ['%s: %s' % (s['command'], r.line) for r in rules[:3]]
+                    evidence += ['%s: %s' % (s['command'], w) for w in s['warnings'][:1]]
+            if native:
+                evidence.append('nft list ruleset: native tables %s' % ', '.join(t.label for t in native))
+            findings.append(_finding(
+                'mixed-backends', 'warning',
+                'rules in both iptables-legacy (%d) and nf_tables (%d): each tool shows only its half (iptables-legacy-save '
+                'does not show nf_tables rules, iptables-nft-save and nft do not show legacy ones) and a packet must '
+                'pass both' % (legacy_n, nft_n), dict(backend='iptables-legacy'), evidence,
+                ['read both halves: iptables-legacy-save; iptables-nft-save; nft list ruleset',
+                 'move every tool to one backend (update-alternatives --set iptables /usr/sbin/iptables-nft on Debian) '
+                 'and restart the tools that write rules (libvirtd, docker) so that they re-create them there; then '
+                 'flush the legacy tables (iptables-legacy -F; iptables-legacy -X; also -t nat, -t mangle, -t raw)']))
+
+    def check_sysctls(self):
+        nets, fwd_nets, findings, hooks = self.nets, self.fwd_nets, self.findings, self.hooks
+        sysctl = self.facts['sysctl']
+        brnf = sysctl.get('net.bridge.bridge-nf-call-iptables')
+        # ---- sysctls
+        ipf = sysctl.get('net.ipv4.ip_forward')
+        if ipf == '0':
+            sev = 'error' if fwd_nets else 'info'
+            findings.append(_finding(
+                'ip-forward-disabled', sev,
+                'net.ipv4.ip_forward=0: the host routes nothing, guests of %s cannot reach beyond the host'
+                % (', '.join(n['name'] for n in fwd_nets) or '(no forwarding network)'),
+                dict(hook='forward'), ['/proc/sys/net/ipv4/ip_forward = 0'],
+                ['sysctl -w net.ipv4.ip_forward=1',
+                 'persist it: echo net.ipv4.ip_forward=1 > /etc/sysctl.d/60-virtnet-forward.conf (libvirt sets it when '
+                 'it starts a NAT or routed network: something reset it afterwards, e.g. a sysctl.conf applied later)']))
+        if brnf is not None:
+            drop_fwd = [h for h in hooks.get('forward', []) if h['policy'] == 'drop']
+            sev = 'warning' if brnf == '1' and drop_fwd else 'info'
+            bridges = [n['bridge'] for n in nets if n['bridge']]
+            if brnf == '1':
+                title = ('br_netfilter is loaded with bridge-nf-call-iptables=1: traffic bridged inside %s (guest to '
+                         'guest, guests on host bridges) traverses the iptables/nftables ip hooks as well'
+                         % (', '.join(bridges) or 'the bridges'))
+                if drop_fwd:
+                    title += ', where the forward policy drop of %s drops it unless accepted' % ', '.join(
+                        '%s %s %s' % (h['backend'], h['table'], h['chain']) for h in drop_fwd)
+                fix = ['accept bridged traffic explicitly: iptables -I FORWARD -m physdev --physdev-is-bridged -j ACCEPT '
+                       '(in DOCKER-USER on a Docker host)',
+                       'or, if nothing needs it (Docker and Kubernetes do), sysctl -w net.bridge.bridge-nf-call-iptables=0']
+                findings.append(_finding(
+                    'br-netfilter-bridged', sev, title, dict(hook='forward'),
+                    ['/proc/sys/net/bridge/%s = %s' % (k.split('.')[-1], v) for k, v in sorted(sysctl.items())
+                     if k.startswith('net.bridge.')], fix))
+        rp_all = sysctl.get('net.ipv4.conf.all.rp_filter', '0')
+        strict = []
+        for k, v in sorted(sysctl.items()):
+            m = re.match(r'^net\.ipv4\.conf\.([^.]+)\.rp_filter$', k)
+            if not m or m.group(1) in ('all', 'default'):
+                continue
+            eff = max(int(v or 0), int(rp_all or 0))
+            if eff == 1:
+                strict.append((m.group(1), v))
+        if strict:
+            routed = [n for n in nets if n['forward'] in ('route', 'open')]
+            sev = 'warning' if routed else 'info'
+            findings.append(_finding(
+                'rp-filter-strict', sev,
+                'strict reverse-path filtering (rp_filter=1) on %s: a packet arriving on an interface the route back '
+                'does not use is dropped before any firewall rule (asymmetric routing%s)'
+                % (', '.join(i for i, v in strict), ': routed networks %s' % ', '.join(n['name'] for n in routed)
+                   if routed else ''),
+                dict(hook='prerouting'),
+                ['/proc/sys/net/ipv4/conf/all/rp_filter = %s' % rp_all]
+                + ['/proc/sys/net/ipv4/conf/%s/rp_filter = %s' % (i, v) for i, v in strict],
+                ['loose mode keeps the spoofing check without the asymmetry problem: sysctl -w '
+                 'net.ipv4.conf.all.rp_filter=2 (and net.ipv4.conf.<if>.rp_filter=2 for each interface listed)']))
+
+    def check_firewalld(self):
+        nets, findings, facts = self.nets, self.findings, self.facts
+        # ---- firewalld
+        fwd = facts['firewalld']
+        fwd_procs = facts['processes'].get('firewalld', [])
+        running = fwd['state'] == 'running' or bool(fwd_procs)
+        firewalld = dict(running=running, state=fwd['state'], pids=fwd_procs, zones=fwd['zones'],
+                         active_zones=fwd['active_zones'], policies=fwd['policies'])
+        if running:
+            evidence = ['firewalld process(es) in this network namespace: %s' % (', '.join(map(str, fwd_procs)) or 'none')]
+            evidence.append('firewall-cmd --state: %s' % (fwd['state'] or 'firewall-cmd not found'))
+            if fwd['state'] == 'running':
+                evidence.append('zones: ' + ' '.join(fwd['zones']))
+                evidence.append('policies: ' + (' '.join(fwd['policies']) or 'none'))
+                for z, d in sorted(fwd['active_zones'].items()):
+                    evidence.append('active zone %s: interfaces %s' % (z, ' '.join(d['interfaces']) or '-'))
+                findings.append(_finding(
+                    'firewalld-running', 'info', "firewalld manages this host's firewall (nftables tables 'firewalld')",
+                    dict(backend='nftables', family='inet', table='firewalld'), evidence,
+                    ['libvirt networks belong in the zones libvirt (NAT, isolated) or libvirt-routed (routed); '
+                     'check with firewall-cmd --get-zone-of-interface=<bridge>']))
+                where_of = {}
+                for z, d in fwd['active_zones'].items():
+                    for i in d['interfaces']:
+                        where_of[i] = z
+                for net in nets:
+                    if not net['bridge'] or net['forward'] in ('bridge', 'passthrough', 'private', 'vepa', 'hostdev'):
+                        continue
+                    want = net['zone'] or ('libvirt-routed' if net['forward'] in ('route', 'open') else 'libvirt')
+                    have_z = where_of.get(net['bridge'])
+                    problems = []
+                    if want not in fwd['zones']:
+                        problems.append('zone %s does not exist (firewall-cmd --get-zones)' % want)
+                    if have_z != want:
+                        problems.append('bridge %s is in zone %s, not %s' % (net['bridge'], have_z or '(none)', want))
+                    if net['forward'] in ('route', 'open') and not [p for p in fwd['policies'] if p.startswith('libvirt')]:
+                        problems.append('no libvirt-routed-in/-out policies (firewall-cmd --get-policies)')
+                    if problems:
+                        findings.append(_finding(
+                            'firewalld-zone', 'error',
+                            'firewalld: network %s: %s; guests lose DHCP/DNS or forwarding' % (net['name'], '; '.join(problems)),
+                            dict(backend='nftables', family='inet', table='firewalld'), evidence,
+                            ['firewall-cmd --zone=%s --change-interface=%s (and --permanent)' % (want, net['bridge']),
+                             'restart the network so libvirt adds it again: virsh net-destroy %s; virsh net-start %s'
+                             % (net['name'], net['name'])]))
+            else:
+                findings.append(_finding(
+                    'firewalld-running', 'warning',
+                    'a firewalld process runs in this network namespace but its zones could not be read (%s)'
+                    % (fwd['state'] or 'no firewall-cmd'),
+                    dict(backend='nftables', family='inet', table='firewalld'), evidence,
+                    ['install firewall-cmd (package firewalld) or check the D-Bus system bus; then run again']))
+        self.firewalld = firewalld
+
+    def result(self):
+        probe, nets, findings, host = self.probe, self.nets, self.findings, self.host
+        backends, hooks, lv_rules, libvirt = self.backends, self.hooks, self.lv_rules, self.libvirt
+        docker, firewalld, sysctl = self.docker, self.firewalld, self.facts['sysctl']
+        lv_backend = libvirt['firewall_backend']
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        findings.sort(key=lambda f: order[f['severity']])
+        counts = dict((s, len([f for f in findings if f['severity'] == s])) for s in SEVERITIES)
+        with_rules = [b for b in ('iptables-legacy', 'iptables-nft', 'nftables') if backends[b]['holds_rules']]
+        drops = ['%s %s %s %s' % (h['backend'], h['family'], h['table'], h['chain'])
+                 for h in hooks.get('forward', []) if h['policy'] == 'drop']
+        fwd_policies = ('policy drop in ' + ', '.join(drops)) if drops else 'every base chain accepts'
+        if not hooks.get('forward'):
+            fwd_policies = 'no base chain'
+        summary = '%s: libvirt uses %s (rules in %s); backends with rules: %s; forward hook: %s; %s' % (
+            host, lv_backend or 'unknown', ', '.join(lv_rules) or 'no rules found',
+            ', '.join(with_rules) or 'no backend', fwd_policies,
+            '; '.join('%s: %s' % (s, ', '.join(f['id'] for f in findings if f['severity'] == s))
+                      for s in ('error', 'warning') if counts[s]) or 'no problem found')
+        return dict(changed=False, summary=summary, findings=findings, counts=counts, backends=backends, libvirt=libvirt,
+                    networks=nets, hooks=hooks, docker=docker, firewalld=firewalld,
+                    sysctl=dict((k, v) for k, v in sysctl.items()),
+                    iptables_default=probe.get('iptables_backend'))
+
+
 def diagnose(facts, host, networks=None):
     """Facts from ``parse`` -> the module result (backends, libvirt, hooks, findings, summary)."""
-    probe = facts['probe']
-    saves = facts['saves']
-    nft = facts['nft']
-    all_nets = facts['networks']
-    if networks:
-        names = [n['name'] for n in all_nets]
-        for want in networks:
-            if want not in names:
-                raise FirewallError('networks: %r is not an active libvirt network on %s (active: %s); use '
-                                    'one of those names or omit the option' % (want, host, ', '.join(names) or 'none'))
-        nets = [n for n in all_nets if n['name'] in networks]
-    else:
-        nets = list(all_nets)
-    fwd_nets = [n for n in nets if n['forward'] in FORWARDING_MODES]
-    findings = []
-
-    # ---- backends
-    backends = {}
-    for key, s in sorted(saves.items()):
-        b = backends.setdefault(s['backend'], dict(available=True, commands=[], rules=0, tables=[], errors=[]))
-        b['commands'].append(s['command'])
-        if s['error']:
-            b['errors'].append('%s: %s' % (s['command'], s['error'].splitlines()[0] if s['error'] else ''))
-            continue
-        rs = s['ruleset']
-        b['rules'] += _holds_rules(rs)
-        b['tables'] += ['%s %s' % (s['family'], t) for t in rs.tables]
-    nft_owned = set()
-    for b in ('iptables-legacy', 'iptables-nft'):
-        backends.setdefault(b, dict(available=False, commands=[], rules=0, tables=[], errors=[]))
-    for t in backends['iptables-nft']['tables']:
-        nft_owned.add(tuple(t.split(' ', 1)))
-    native = []
-    if nft is not None:
-        for t in nft['tables']:
-            if t.owner is None and (t.family, t.name) in nft_owned:
-                t.owner = 'iptables-nft'
-            if t.owner is None:
-                native.append(t)
-        backends['nftables'] = dict(available=True, commands=[nft['command'] + ' list ruleset'],
-                                    rules=sum(len(c.rules) + (1 if c.base else 0) for t in native for c in t.chains),
-                                    tables=[t.label for t in native],
-                                    errors=[nft['error'].splitlines()[0]] if nft['error'] else [])
-    else:
-        backends['nftables'] = dict(available=False, commands=[], rules=0, tables=[], errors=[])
-    for b in backends.values():
-        b['holds_rules'] = b['rules'] > 0
-    readable = [b for b in backends.values() if b['available'] and not b['errors']]
-    if not any(b['available'] for b in backends.values()):
-        raise FirewallError('no iptables, iptables-legacy, iptables-nft or nft command on %s: there is no firewall '
-                            'tool to read (tools found: %s); install iptables or nftables, or check PATH'
-                            % (host, ', '.join(sorted(probe.get('tools', {}))) or 'none'))
-    if not readable:
-        errs = [e for b in backends.values() for e in b['errors']]
-        raise FirewallError('could not read any firewall on %s: %s; run the task as root (become: true)'
-                            % (host, '; '.join(errs)))
-    if nft is None:
-        findings.append(_finding(
-            'nft-unreadable', 'info', 'no nft command on this host: native nftables tables (firewalld, libvirt '
-            '10.4+ nftables backend, nftables.service) cannot be read; only iptables was examined', None,
-            ['tools: ' + ', '.join(sorted(t for t in probe.get('tools', {}) if 'tables' in t or t == 'nft'))],
-            ['install nftables (the nft command) to see native nft tables']))
-
-    # ---- libvirt's backend (read from the host)
-    lv_rules = []
-    for key, s in sorted(saves.items()):
-        if s['ruleset'] is None:
-            continue
-        if any(LIBVIRT_CHAIN_RE.match(c) for t in s['ruleset'].tables.values() for c in t['chains']):
-            if s['backend'] not in lv_rules:
-                lv_rules.append(s['backend'])
-    lv_tables = [t for t in native if t.name == LIBVIRT_NFT_TABLE]
-    if lv_tables:
-        lv_rules.append('nftables')
-    conf = facts['network_conf_backend']
-    if conf:
-        lv_backend, lv_source = conf, '/etc/libvirt/network.conf firewall_backend'
-    elif lv_rules:
-        lv_backend = 'nftables' if lv_rules == ['nftables'] else 'iptables'
-        lv_source = "libvirt's rules found in %s" % ', '.join(lv_rules)
-    else:
-        lv_backend, lv_source = None, 'no libvirt rules found and no firewall_backend in /etc/libvirt/network.conf'
-    libvirt = dict(firewall_backend=lv_backend, source=lv_source, rules_in=lv_rules,
-                   network_conf=conf, version=facts['libvirtd_version'],
-                   nft_tables=[t.label for t in lv_tables])
-
-    # ---- base chains per hook
-    hooks = {}
-    for key, s in sorted(saves.items()):
-        if s['ruleset'] is None:
-            continue
-        for tname, t in s['ruleset'].tables.items():
-            for chain, pol in t['chains'].items():
-                prio = IPT_HOOKS.get(tname, {}).get(chain)
-                if prio is None or pol == '-':
-                    continue
-                hooks.setdefault(chain.lower(), []).append(dict(
-                    backend=s['backend'], family=s['family'], table=tname, chain=chain, priority=prio,
-                    policy=pol.lower(), rules=len([r for r in t['rules'] if r.chain == chain])))
-    for t in native:
-        for c in t.chains:
-            if c.base:
-                hooks.setdefault(c.hook, []).append(dict(
-                    backend='nftables', family=t.family, table=t.name, chain=c.name, priority=c.priority,
-                    priority_text=c.priority_text, type=c.type, policy=c.policy, rules=len(c.rules)))
-    for h in hooks.values():
-        h.sort(key=lambda x: (x['priority'] if x['priority'] is not None else 0, x['backend'], x['table']))
-
-    # ---- Docker's FORWARD policy DROP
-    docker = dict(present=False, backends=[], chains=[])
-    sysctl = facts['sysctl']
-    brnf = sysctl.get('net.bridge.bridge-nf-call-iptables')
-    for key in ('fw_legacy', 'fw_nft'):
-        s = saves.get(key)
-        if not s or s['ruleset'] is None:
-            continue
-        filt = s['ruleset'].tables.get('filter')
-        if not filt:
-            continue
-        dchains = [c for c in filt['chains'] if c in DOCKER_CHAINS or c.startswith('DOCKER-')]
-        if not dchains:
-            continue
-        docker['present'] = True
-        docker['backends'].append(s['backend'])
-        docker['chains'] = sorted(set(docker['chains']) | set(dchains))
-        policy = filt['chains'].get('FORWARD')
-        if policy != 'DROP':
-            continue
-        tool = _tool(s['backend'], 'ip', facts)
-        rules = list(s['ruleset'].rules('filter'))
-        user = [r for r in rules if r.chain == 'DOCKER-USER']
-        jumps = [r.line for r in rules if r.chain == 'FORWARD' and r.tokens[-1].startswith('DOCKER')]
-        lv_here = [r for r in rules if r.chain.startswith('LIBVIRT_FW')]
-        evidence = ['%s filter: %s' % (s['command'], _policy_line('FORWARD', 'DROP'))]
-        evidence += ['%s filter: :%s' % (s['command'], c) for c in dchains]
-        evidence += ['%s filter: %s' % (s['command'], x) for x in jumps]
-        evidence += ['%s filter: %s' % (s['command'], r.line) for r in user]
-        missing, fix = [], []
-        for net in fwd_nets:
-            v4 = [x for x in net['subnets'] if ':' not in x]
-            out_ok = _ipt_accepts(user, net, 'out')
-            in_ok = _ipt_accepts(user, net, 'in')
-            if out_ok and in_ok:
-                continue
-            missing.append(net['name'])
-            for sub in v4:
-                if not out_ok:
-                    fix.append('%s -I DOCKER-USER -s %s -j ACCEPT' % (tool, sub))
-                if not in_ok:
-                    fix.append('%s -I DOCKER-USER -d %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'
-                               % (tool, sub))
-        where = dict(backend=s['backend'], family='ip', table='filter', chain='FORWARD', hook='forward')
-        if not missing:
-            sev = 'info'
-            title = ("Docker's FORWARD policy DROP (%s): DOCKER-USER accepts every forwarding libvirt network's "
-                     "traffic" % s['backend'])
-        elif lv_here:
-            sev = 'warning'
-            title = ("Docker set the FORWARD policy to DROP in %s; libvirt's own ACCEPT rules are in the same table, so "
-                     "NAT and routed guests of %s pass today, but traffic libvirt adds no rule for (bridged traffic with "
-                     "br_netfilter, 'open' networks, libvirt's nftables backend) is dropped unless DOCKER-USER accepts it"
-                     % (s['backend'], ', '.join(missing)))
-            evidence += ["%s filter: %s (libvirt's)" % (s['command'], r.line) for r in lv_here[:4]]
-        else:
-            sev = 'error'
-            where_lv = ', '.join(lv_rules) or 'no iptables table'
-            title = ("libvirt guests of %s cannot forward: Docker set the FORWARD policy to DROP in %s and libvirt's "
-                     "ACCEPT rules are in %s, which does not override it (a packet must be accepted by every base "
-                     "chain on the forward hook); DOCKER-USER does not accept them"
-                     % (', '.join(missing), s['backend'], where_lv))
-            evidence.append("libvirt's rules are in: %s" % where_lv)
-        if not fix:
-            fix.append('nothing to do now; a new libvirt network needs the same two DOCKER-USER rules for its subnet')
-        fix.append('persist them: Docker never flushes DOCKER-USER, but they are lost at reboot (save them with '
-                       'your distribution\'s iptables service, or a unit ordered after docker.service)')
-        findings.append(_finding('docker-forward-drop', sev, title, where, evidence, fix))
-
-    # ---- other DROP policies on the forward hook that libvirt's accept does not override
-    lv_tables_where = set()
-    for key, s in saves.items():
-        if s['ruleset'] is not None and s['backend'] in lv_rules:
-            if any(r.chain.startswith('LIBVIRT_FW') for r in s['ruleset'].rules('filter')):
-                lv_tables_where.add((s['backend'], s['family'], 'filter'))
-    for t in lv_tables:
-        lv_tables_where.add(('nftables', t.family, t.name))
-    for hook in hooks.get('forward', []):
-        if hook['policy'] != 'drop':
-            continue
-        if (hook['backend'], hook['family'], hook['table']) in lv_tables_where:
-            continue
-        if hook['backend'] in docker['backends'] and hook['table'] == 'filter':
-            continue                     # the Docker finding covers it
-        if hook['family'] not in ('ip', 'inet') or not fwd_nets:
-            continue
-        where = dict(backend=hook['backend'], family=hook['family'], table=hook['table'], chain=hook['chain'],
-                     hook='forward')
-        if hook['backend'] == 'nftables':
-            tbl = next(t for t in native if t.name == hook['table'] and t.family == hook['family'])
-            ch = next(c for c in tbl.chains if c.name == hook['chain'])
-            text = '\n'.join(r for c in tbl.chains for r in c.rules)
-            evidence = ['nft: table %s' % tbl.label, 'nft: chain %s' % ch.name, 'nft: %s' % ch.header]
-            evidence += ['nft: %s' % r for r in ch.rules[:6]]
-            fix = []
-            for net in fwd_nets:
-                for sub in [x for x in net['subnets'] if ':' not in x]:
-                    fix.append('nft insert rule %s %s %s iifname "%s" ip saddr %s accept'
-                               % (tbl.family, tbl.name, ch.name, net['bridge'], sub))
-                    fix.append('nft insert rule %s %s %s oifname "%s" ip daddr %s ct state related,established '
-                               'accept' % (tbl.family, tbl.name, ch.name, net['bridge'], sub))
-            fix.append('or, if nothing needs it, delete the table: nft delete table %s' % tbl.label)
-        else:
-            s = next(x for x in saves.values() if x['backend'] == hook['backend'] and x['family'] == hook['family'])
-            rules = [r for r in s['ruleset'].rules(hook['table'])]
-            text = '\n'.join(r.line for r in rules)
-            tool = _tool(hook['backend'], hook['family'], facts)
-            evidence = ['%s %s: %s' % (s['command'], hook['table'], _policy_line(hook['chain'], 'DROP'))]
-            evidence += ['%s %s: %s' % (s['command'], hook['table'], r.line) for r in rules
-                         if r.chain == hook['chain']][:6]
-            fix = []
-            for net in fwd_nets:
-                for sub in [x for x in net['subnets'] if ':' not in x]:
-                    fix.append('%s -t %s -I %s -s %s -j ACCEPT' % (tool, hook['table'], hook['chain'], sub))
-                    fix.append('%s -t %s -I %s -d %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'
-                               % (tool, hook['table'], hook['chain'], sub))
-        mentioned = [n['name'] for n in fwd_nets if _mentions(text, n)]
-        lv_at = ', '.join(lv_rules) or 'no table'
-        if mentioned:
-            sev = 'warning'
-            title = ('%s %s %s: base chain %s on the forward hook has policy drop; it has rules naming the guest '
-                     'networks %s: check they accept both directions (libvirt\'s accept in %s does not override it)'
-                     % (hook['backend'], hook['family'], hook['table'], hook['chain'], ', '.join(mentioned), lv_at))
-        else:
-            sev = 'error'
-            title = ('%s %s %s: base chain %s on the forward hook has policy drop and no rule for the guests of %s; '
-                     "libvirt's accept in %s does not override it (a packet must be accepted by every base chain "
-                     'on a hook), so forwarded guest traffic is dropped there'
-                     % (hook['backend'], hook['family'], hook['table'], hook['chain'],
-                        ', '.join(n['name'] for n in fwd_nets), lv_at))
-        findings.append(_finding('forward-drop-policy', sev, title, where, evidence, fix))
-
-    # ---- rules in both iptables-legacy and nf_tables
-    legacy_n = backends['iptables-legacy']['rules']
-    nft_n = backends['iptables-nft']['rules'] + backends['nftables']['rules']
-    if legacy_n and nft_n:
-        evidence = []
-        for key in ('fw_legacy', 'fw_legacy_six', 'fw_nft', 'fw_nft_six'):
-            s = saves.get(key)
-            if s and s['ruleset'] is not None and _holds_rules(s['ruleset']):
-                rules = list(s['ruleset'].rules())
-                evidence.append('%s: %d rules in tables %s' % (s['command'], len(rules), ', '.join(s['ruleset'].tables)))
-                evidence += ['%s: %s' % (s['command'], r.line) for r in rules[:3]]
-                evidence += ['%s: %s' % (s['command'], w) for w in s['warnings'][:1]]
-        if native:
-            evidence.append('nft list ruleset: native tables %s' % ', '.join(t.label for t in native))
-        findings.append(_finding(
-            'mixed-backends', 'warning',
-            'rules in both iptables-legacy (%d) and nf_tables (%d): each tool shows only its half (iptables-legacy-save '
-            'does not show nf_tables rules, iptables-nft-save and nft do not show legacy ones) and a packet must '
-            'pass both' % (legacy_n, nft_n), dict(backend='iptables-legacy'), evidence,
-            ['read both halves: iptables-legacy-save; iptables-nft-save; nft list ruleset',
-             'move every tool to one backend (update-alternatives --set iptables /usr/sbin/iptables-nft on Debian) '
-             'and restart the tools that write rules (libvirtd, docker) so that they re-create them there; then '
-             'flush the legacy tables (iptables-legacy -F; iptables-legacy -X; also -t nat, -t mangle, -t raw)']))
-
-    # ---- sysctls
-    ipf = sysctl.get('net.ipv4.ip_forward')
-    if ipf == '0':
-        sev = 'error' if fwd_nets else 'info'
-        findings.append(_finding(
-            'ip-forward-disabled', sev,
-            'net.ipv4.ip_forward=0: the host routes nothing, guests of %s cannot reach beyond the host'
-            % (', '.join(n['name'] for n in fwd_nets) or '(no forwarding network)'),
-            dict(hook='forward'), ['/proc/sys/net/ipv4/ip_forward = 0'],
-            ['sysctl -w net.ipv4.ip_forward=1',
-             'persist it: echo net.ipv4.ip_forward=1 > /etc/sysctl.d/60-virtnet-forward.conf (libvirt sets it when '
-             'it starts a NAT or routed network: something reset it afterwards, e.g. a sysctl.conf applied later)']))
-    if brnf is not None:
-        drop_fwd = [h for h in hooks.get('forward', []) if h['policy'] == 'drop']
-        sev = 'warning' if brnf == '1' and drop_fwd else 'info'
-        bridges = [n['bridge'] for n in nets if n['bridge']]
-        if brnf == '1':
-            title = ('br_netfilter is loaded with bridge-nf-call-iptables=1: traffic bridged inside %s (guest to '
-                     'guest, guests on host bridges) traverses the iptables/nftables ip hooks as well'
-                     % (', '.join(bridges) or 'the bridges'))
-            if drop_fwd:
-                title += ', where the forward policy drop of %s drops it unless accepted' % ', '.join(
-                    '%s %s %s' % (h['backend'], h['table'], h['chain']) for h in drop_fwd)
-            fix = ['accept bridged traffic explicitly: iptables -I FORWARD -m physdev --physdev-is-bridged -j ACCEPT '
-                   '(in DOCKER-USER on a Docker host)',
-                   'or, if nothing needs it (Docker and Kubernetes do), sysctl -w net.bridge.bridge-nf-call-iptables=0']
-            findings.append(_finding(
-                'br-netfilter-bridged', sev, title, dict(hook='forward'),
-                ['/proc/sys/net/bridge/%s = %s' % (k.split('.')[-1], v) for k, v in sorted(sysctl.items())
-                 if k.startswith('net.bridge.')], fix))
-    rp_all = sysctl.get('net.ipv4.conf.all.rp_filter', '0')
-    strict = []
-    for k, v in sorted(sysctl.items()):
-        m = re.match(r'^net\.ipv4\.conf\.([^.]+)\.rp_filter$', k)
-        if not m or m.group(1) in ('all', 'default'):
-            continue
-        eff = max(int(v or 0), int(rp_all or 0))
-        if eff == 1:
-            strict.append((m.group(1), v))
-    if strict:
-        routed = [n for n in nets if n['forward'] in ('route', 'open')]
-        sev = 'warning' if routed else 'info'
-        findings.append(_finding(
-            'rp-filter-strict', sev,
-            'strict reverse-path filtering (rp_filter=1) on %s: a packet arriving on an interface the route back '
-            'does not use is dropped before any firewall rule (asymmetric routing%s)'
-            % (', '.join(i for i, v in strict), ': routed networks %s' % ', '.join(n['name'] for n in routed)
-               if routed else ''),
-            dict(hook='prerouting'),
-            ['/proc/sys/net/ipv4/conf/all/rp_filter = %s' % rp_all]
-            + ['/proc/sys/net/ipv4/conf/%s/rp_filter = %s' % (i, v) for i, v in strict],
-            ['loose mode keeps the spoofing check without the asymmetry problem: sysctl -w '
-             'net.ipv4.conf.all.rp_filter=2 (and net.ipv4.conf.<if>.rp_filter=2 for each interface listed)']))
-
-    # ---- firewalld
-    fwd = facts['firewalld']
-    fwd_procs = facts['processes'].get('firewalld', [])
-    running = fwd['state'] == 'running' or bool(fwd_procs)
-    firewalld = dict(running=running, state=fwd['state'], pids=fwd_procs, zones=fwd['zones'],
-                     active_zones=fwd['active_zones'], policies=fwd['policies'])
-    if running:
-        evidence = ['firewalld process(es) in this network namespace: %s' % (', '.join(map(str, fwd_procs)) or 'none')]
-        evidence.append('firewall-cmd --state: %s' % (fwd['state'] or 'firewall-cmd not found'))
-        if fwd['state'] == 'running':
-            evidence.append('zones: ' + ' '.join(fwd['zones']))
-            evidence.append('policies: ' + (' '.join(fwd['policies']) or 'none'))
-            for z, d in sorted(fwd['active_zones'].items()):
-                evidence.append('active zone %s: interfaces %s' % (z, ' '.join(d['interfaces']) or '-'))
-            findings.append(_finding(
-                'firewalld-running', 'info', "firewalld manages this host's firewall (nftables tables 'firewalld')",
-                dict(backend='nftables', family='inet', table='firewalld'), evidence,
-                ['libvirt networks belong in the zones libvirt (NAT, isolated) or libvirt-routed (routed); '
-                 'check with firewall-cmd --get-zone-of-interface=<bridge>']))
-            where_of = {}
-            for z, d in fwd['active_zones'].items():
-                for i in d['interfaces']:
-                    where_of[i] = z
-            for net in nets:
-                if not net['bridge'] or net['forward'] in ('bridge', 'passthrough', 'private', 'vepa', 'hostdev'):
-                    continue
-                want = net['zone'] or ('libvirt-routed' if net['forward'] in ('route', 'open') else 'libvirt')
-                have_z = where_of.get(net['bridge'])
-                problems = []
-                if want not in fwd['zones']:
-                    problems.append('zone %s does not exist (firewall-cmd --get-zones)' % want)
-                if have_z != want:
-                    problems.append('bridge %s is in zone %s, not %s' % (net['bridge'], have_z or '(none)', want))
-                if net['forward'] in ('route', 'open') and not [p for p in fwd['policies'] if p.startswith('libvirt')]:
-                    problems.append('no libvirt-routed-in/-out policies (firewall-cmd --get-policies)')
-                if problems:
-                    findings.append(_finding(
-                        'firewalld-zone', 'error',
-                        'firewalld: network %s: %s; guests lose DHCP/DNS or forwarding' % (net['name'], '; '.join(problems)),
-                        dict(backend='nftables', family='inet', table='firewalld'), evidence,
-                        ['firewall-cmd --zone=%s --change-interface=%s (and --permanent)' % (want, net['bridge']),
-                         'restart the network so libvirt adds it again: virsh net-destroy %s; virsh net-start %s'
-                         % (net['name'], net['name'])]))
-        else:
-            findings.append(_finding(
-                'firewalld-running', 'warning',
-                'a firewalld process runs in this network namespace but its zones could not be read (%s)'
-                % (fwd['state'] or 'no firewall-cmd'),
-                dict(backend='nftables', family='inet', table='firewalld'), evidence,
-                ['install firewall-cmd (package firewalld) or check the D-Bus system bus; then run again']))
-
-    order = {s: i for i, s in enumerate(SEVERITIES)}
-    findings.sort(key=lambda f: order[f['severity']])
-    counts = dict((s, len([f for f in findings if f['severity'] == s])) for s in SEVERITIES)
-    with_rules = [b for b in ('iptables-legacy', 'iptables-nft', 'nftables') if backends[b]['holds_rules']]
-    drops = ['%s %s %s %s' % (h['backend'], h['family'], h['table'], h['chain'])
-             for h in hooks.get('forward', []) if h['policy'] == 'drop']
-    fwd_policies = ('policy drop in ' + ', '.join(drops)) if drops else 'every base chain accepts'
-    if not hooks.get('forward'):
-        fwd_policies = 'no base chain' 
-    summary = '%s: libvirt uses %s (rules in %s); backends with rules: %s; forward hook: %s; %s' % (
-        host, lv_backend or 'unknown', ', '.join(lv_rules) or 'no rules found',
-        ', '.join(with_rules) or 'no backend', fwd_policies,
-        '; '.join('%s: %s' % (s, ', '.join(f['id'] for f in findings if f['severity'] == s))
-                  for s in ('error', 'warning') if counts[s]) or 'no problem found')
-    return dict(changed=False, summary=summary, findings=findings, counts=counts, backends=backends, libvirt=libvirt,
-                networks=nets, hooks=hooks, docker=docker, firewalld=firewalld,
-                sysctl=dict((k, v) for k, v in sysctl.items()),
-                iptables_default=probe.get('iptables_backend'))
+    return _Diagnosis(facts, host, networks).run()
 
 
 # ---------------------------------------------------------------------------------- module run

@@ -252,9 +252,9 @@ def test_docker_forward_drop_end_to_end(lab, run_module, run_playbook, guests, l
     guest = "fwg12"
     restore(lab, host, "iptables-nft-restore", DOCKER27)
     lab.exec(host, ["sh", "-c", "ip link add docker0 type bridge && ip addr add 172.17.0.1/16 dev docker0"])
+    rule = {"name": "fwdocker", "backend": "nft", "protocol": "tcp", "destination_port": [PORT], "expires": 600}
     trace = json.dumps([{"hosts": host, "gather_facts": False, "tasks": [
-        {"name": "trace", "virtops.virtnet.trace_rule": {"name": "fwdocker", "backend": "nft", "protocol": "tcp",
-                                                          "destination_port": [PORT], "expires": 600}}]}])
+        {"name": "trace", "virtops.virtnet.trace_rule": rule}]}])
     untrace = trace.replace('"destination_port": ["3128"], "expires": 600', '"state": "absent"')
     try:
         assert not passes(lab, guest, host), "the guest passed although Docker's FORWARD policy is DROP"

@@ -6,6 +6,7 @@ that is refused to a non-root user, strict rp_filter with a routed network) are 
 captures by editing a section, and say so."""
 import os
 import re
+import textwrap
 
 import pytest
 
@@ -202,8 +203,8 @@ def test_firewalld_zone_of_the_bridge():
     assert f['severity'] == 'error'
     assert 'bridge virbr0 is in zone public, not libvirt' in f['title']
     assert f['fix'][0] == 'firewall-cmd --zone=libvirt --change-interface=virbr0 (and --permanent)'
-    good = section(raw('plain_el7'), 'fw_firewalld', [x.replace('virbr1', 'virbr0').replace('eth0 virbr0', 'eth0')
-                                                       for x in FIREWALLD_RUNNING])
+    fixed = [x.replace('virbr1', 'virbr0').replace('eth0 virbr0', 'eth0') for x in FIREWALLD_RUNNING]
+    good = section(raw('plain_el7'), 'fw_firewalld', fixed)
     res = run(good)
     assert [x['id'] for x in res['findings'] if x['id'].startswith('firewalld')] == ['firewalld-running']
 
@@ -216,33 +217,35 @@ def test_firewalld_process_without_firewall_cmd():
 
 # ------------------------------------------------------------------------------------------ nft parser
 def test_parse_nft_skips_sets_and_reads_priorities():
-    text = '''table inet filter {
-	set allowed {
-		type ipv4_addr
-		elements = { 10.0.0.1,
-			     10.0.0.2 }
-	}
-	chain input {
-		type filter hook input priority filter; policy accept;
-		ip saddr @allowed accept
-	}
-	chain fwd_in {
-		type filter hook forward priority -5; policy drop;
-		comment "guard"
-		ct state established,related accept
-	}
-	chain helper {
-		counter
-	}
-}
-table ip libvirt_network {
-	chain guest_nat {
-		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr 192.168.122.0/24 masquerade
-	}
-}
-# Warning: table ip filter is managed by iptables-nft, do not touch!
-'''
+    # nft indents with tabs
+    text = textwrap.dedent('''\
+        table inet filter {
+            set allowed {
+                type ipv4_addr
+                elements = { 10.0.0.1,
+                         10.0.0.2 }
+            }
+            chain input {
+                type filter hook input priority filter; policy accept;
+                ip saddr @allowed accept
+            }
+            chain fwd_in {
+                type filter hook forward priority -5; policy drop;
+                comment "guard"
+                ct state established,related accept
+            }
+            chain helper {
+                counter
+            }
+        }
+        table ip libvirt_network {
+            chain guest_nat {
+                type nat hook postrouting priority srcnat; policy accept;
+                ip saddr 192.168.122.0/24 masquerade
+            }
+        }
+        # Warning: table ip filter is managed by iptables-nft, do not touch!
+        ''').replace('    ', '\t')
     tables = F.parse_nft(text)
     assert [t.label for t in tables] == ['inet filter', 'ip libvirt_network']
     chains = {c.name: c for c in tables[0].chains}
