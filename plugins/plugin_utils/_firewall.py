@@ -863,9 +863,9 @@ class FirewallTask:
         m = self.module
         networks = m.params.get('networks') or []
         for name in networks:
-            if not NETWORK_NAME_RE.match(name or ''):
-                m.fail_json(msg='networks: %r is not a libvirt network name (1-64 letters, digits and _ . : + -); '
-                                'list them with virsh net-list' % (name,))
+            if not isinstance(name, str) or not NETWORK_NAME_RE.fullmatch(name):
+                m.fail_json(msg='networks: %r is not a libvirt network name (1-64 ASCII letters, digits and _ . : + -); '
+                                'list them with virsh net-list; nothing was run on the host' % (name,))
         res = m.run_script(PROBE_SCRIPT + FIREWALL_SCRIPT, what='Firewall read')
         try:
             facts = parse(res.stdout)

@@ -160,18 +160,36 @@ def test_plain_host_read_only(lab, run_module, host, backend):
         assert by_id(res, "nft-unreadable") and res["backends"]["nftables"]["available"] is False
 
 
-def test_bad_input_clear_message_nothing_changed(lab, run_module):
-    host = "el6-1"
+BAD = [
+    # (arguments, words the message must hold)
+    (dict(networks=["nope"]), "networks: 'nope' is not an active libvirt network on {host} (active: default)"),
+    (dict(networks=["default", "nope"]), "networks: 'nope' is not an active libvirt network"),
+    (dict(networks=["a;rm -rf /"]), "networks: 'a;rm -rf /' is not a libvirt network name"),
+    (dict(networks=["$(id)"]), "is not a libvirt network name"),
+    (dict(networks=["`id`"]), "is not a libvirt network name"),
+    (dict(networks=["default\nid"]), "is not a libvirt network name"),
+    (dict(networks=["n\u00e9t"]), "is not a libvirt network name"),
+    (dict(networks=["x" * 65]), "is not a libvirt network name"),
+    (dict(networks=[""]), "is not a libvirt network name"),
+    (dict(network="default"), "Unsupported parameters"),
+    (dict(networks={"a": 1}), "networks"),
+]
+
+
+@pytest.mark.parametrize("host", ["debian12-1", "el6-1"])
+def test_bad_input_clear_message_nothing_changed(lab, run_module, host, bad_input):
     before = dump(lab, host)
-    res = run_module(host, MODULE, networks=["nope"])
-    assert res["failed"] and "networks: 'nope' is not an active libvirt network on el6-1 (active: default)" in res["msg"]
-    res = run_module(host, MODULE, networks=["a;rm -rf /"])
-    assert res["failed"] and res["msg"].startswith("networks: 'a;rm -rf /' is not a libvirt network name")
-    res = run_module(host, MODULE, network="default")
-    assert res["failed"] and "Unsupported parameters" in res["msg"] and "network" in res["msg"]
+    for kw, words in BAD:
+        res = run_module(host, MODULE, **kw)
+        assert res["failed"] and not res["changed"], (kw, res)
+        assert words.format(host=host) in res["msg"], (kw, res["msg"])
+        assert "Traceback (most recent call last)" not in json.dumps(res), kw
+        assert dump(lab, host) == before, kw
+        bad_input("firewall_info (%s)" % host, json.dumps(kw, ensure_ascii=False), words.format(host=host),
+                  res["msg"], "iptables-save, ip6tables-save, iptables-legacy-save, iptables-nft-save (v4, v6), "
+                              "nft list ruleset, ip_forward, bridge-nf-call-iptables")
     res = run_module(host, MODULE, networks="default")       # a string becomes a one-item list
     assert not res["failed"] and [n["name"] for n in res["networks"]] == ["default"]
-    assert dump(lab, host) == before
 
 
 def test_host_without_firewall_tools(lab, run_module):

@@ -290,7 +290,7 @@ def test_task_one_constant_script_no_arguments():
     assert script == PROBE_SCRIPT + F.FIREWALL_SCRIPT and args == []      # constant text, no user value
 
 
-@pytest.mark.parametrize('bad', ['a;b', '', 'x' * 65, '$(id)'])
+@pytest.mark.parametrize('bad', ['a;b', '', 'x' * 65, '$(id)', 'default\n', 'n\u00e9t', None])
 def test_task_rejects_bad_network_names_before_running_anything(bad):
     m = Host(dict(networks=[bad]))
     with pytest.raises(ModuleFailed, match=r'^networks: .* is not a libvirt network name'):
