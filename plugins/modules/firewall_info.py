@@ -88,8 +88,8 @@ findings:
   elements: dict
   contains:
     id:
-      description: Stable identifier of the kind of finding (see the module description); the trace explanation links
-        to it.
+      description: Identifier of the kind of finding (see the module description), stable across
+        releases so that other tools (and the trace explanation) can link to it.
       type: str
       sample: docker-forward-drop
     ref:

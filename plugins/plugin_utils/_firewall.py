@@ -22,7 +22,7 @@ no write.  Everything else here is pure and unit-tested with outputs captured on
 ``FirewallTask(module).run()``             the module run
 
 Findings are dicts ``{id, ref, severity, title, where, evidence, fix}``.  ``id`` is stable (part of
-the API: the trace explanation links to it); ``ref`` names the instance
+the API: meant for the trace explanation to link a dropped packet to it); ``ref`` names the instance
 (``id@backend:family:table:chain``); ``where`` is ``{backend, family, table, chain, hook}`` so that
 a dropped trace hop can be matched to the finding about that table and chain.
 """
