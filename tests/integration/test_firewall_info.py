@@ -417,8 +417,9 @@ def test_firewalld_process_in_the_host_namespace_only(lab, run_module):
     detection by process in the host's own network namespace; the same name in another namespace
     (the lab's uplink) is ignored."""
     host = "el7-1"
-    start = "cp /bin/sleep \"$0\" && { \"$0\" 120 </dev/null >/dev/null 2>&1 & echo $!; }"
-    pids = [("uplink", lab.uplink_exec(["sh", "-c", start, "/tmp/hf-fwd/firewalld"]).stdout.strip())]
+    start = 'mkdir -p "${0%/*}" && cp /bin/sleep "$0" && { "$0" 120 </dev/null >/dev/null 2>&1 & echo $!; }'
+    elsewhere = "/tmp/virtnet-fwd-%s" % lab.name         # the uplink namespace shares the machine's /tmp
+    pids = [("uplink", lab.uplink_exec(["sh", "-c", start, elsewhere + "/firewalld"]).stdout.strip())]
     try:
         assert not by_id(ok(run_module(host, MODULE)), "firewalld-running")
         pids.append(("host", lab.exec(host, ["sh", "-c", start, "/tmp/firewalld"]).stdout.strip()))
@@ -431,3 +432,4 @@ def test_firewalld_process_in_the_host_namespace_only(lab, run_module):
             run = lab.uplink_exec if where == "uplink" else (lambda argv, **kw: lab.exec(host, argv, **kw))
             run(["kill", pid], check=False)
         lab.exec(host, ["rm", "-f", "/tmp/firewalld"], check=False)
+        lab.uplink_exec(["rm", "-rf", elsewhere], check=False)
