@@ -1,0 +1,20 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtops.virtnet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Action plugin for virtops.virtnet.firewall_info (POSIX shell on the host, no Python needed; read-only)."""
+
+from __future__ import annotations
+
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._firewall import FirewallTask
+
+
+class ActionModule(ActionModuleBase):
+    ARGUMENT_SPEC = dict(
+        networks=dict(type='list', elements='str', default=[]),
+    )
+
+    def run_module(self, module):
+        return FirewallTask(module).run()
