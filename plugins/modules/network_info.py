@@ -95,8 +95,22 @@ networks:
       type: list
       elements: dict
     firewall:
-      description: C(iptables) (list of {table, rule}) and C(nftables) (list of {table, rule}) rules for the network.
+      description:
+        - The firewall rules libvirt installed for the network, as rules that mention its bridge or subnets.
+        - C(iptables) and C(nftables) are lists of the same shape, {backend, family, table, chain, rule, packets,
+          bytes}; C(rule) is the C(-A CHAIN ...) line of C(iptables-save -c), or the nft rule text without its
+          counter and handle (which nftables entries have as C(handle)).
+        - C(backend) is the firewall backend libvirt uses for it, read from the host: C(firewall_backend) of
+          C(/etc/libvirt/network.conf) (libvirt 10.4 and later; C(backend_source=network.conf)), else where its
+          rules are (C(LIBVIRT_*) chains or the C(libvirt_network) nft tables; C(backend_source=rules)).
       type: dict
+      sample:
+        backend: nftables
+        backend_source: network.conf
+        iptables: []
+        nftables:
+          - {backend: nftables, family: ipv4, table: libvirt_network, chain: guest_nat, handle: 16, packets: 3,
+             bytes: 180, rule: "meta l4proto tcp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade to :1024-65535"}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

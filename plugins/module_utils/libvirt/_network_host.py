@@ -173,8 +173,12 @@ def running_guest_ports(conn, network_name, bridge):
 
 # --------------------------------------------------------------------------------------------
 # Firewall rules libvirt installed for a network
-def iptables_rules_for(save_text, bridge, cidrs):
-    """Lines of iptables-save output that mention the bridge or one of the subnets."""
+_COUNTERS = re.compile(r'^\[(\d+):(\d+)\]\s+')
+
+
+def iptables_rules_for(save_text, bridge, cidrs, family='ipv4'):
+    """Rules of ``iptables-save [-c]`` output that mention the bridge or one of the subnets:
+    [{backend, family, table, chain, rule (the -A line), packets, bytes (None without -c)}]."""
     needles = [n for n in [bridge] + list(cidrs or []) if n]
     out = []
     table = None
@@ -182,10 +186,16 @@ def iptables_rules_for(save_text, bridge, cidrs):
         if line.startswith('*'):
             table = line[1:].strip()
             continue
+        packets = nbytes = None
+        m = _COUNTERS.match(line)
+        if m:
+            packets, nbytes = int(m.group(1)), int(m.group(2))
+            line = line[m.end():]
         if not line.startswith('-A '):
             continue
         if any(_mentions(line, n) for n in needles):
-            out.append({'table': table, 'rule': line})
+            out.append({'backend': 'iptables', 'family': family, 'table': table, 'chain': line.split()[1],
+                        'rule': line, 'packets': packets, 'bytes': nbytes})
     return out
 
 
@@ -203,15 +213,50 @@ def nft_tables(list_text):
     return out
 
 
+_NFT_FAMILIES = {'ip': 'ipv4', 'ip6': 'ipv6', 'inet': 'inet', 'bridge': 'bridge', 'arp': 'arp', 'netdev': 'netdev'}
+_NFT_COUNTER = re.compile(r'\s*\bcounter packets (\d+) bytes (\d+)')
+_NFT_HANDLE = re.compile(r'\s*# handle (\d+)\s*$')
+
+
 def nft_rules_for(ruleset_text, bridge, cidrs):
+    """Rules of ``nft [-a] list table`` output that mention the bridge or one of the subnets, in the shape
+    of ``iptables_rules_for``: [{backend, family, table, chain, rule, packets, bytes, handle}]; ``rule`` is the
+    rule's text without its counter and handle (``ip saddr 192.168.122.0/24 iif "virbr0" accept``)."""
     needles = [n for n in [bridge] + list(cidrs or []) if n]
     out = []
-    table = None
+    family = table = chain = None
     for line in ruleset_text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith('table '):
-            table = stripped[len('table '):].rstrip(' {')
+        text = line.strip()
+        handle = None
+        m = _NFT_HANDLE.search(text)
+        if m:
+            handle = int(m.group(1))
+            text = text[:m.start()].rstrip()
+        words = text.split()
+        if len(words) >= 3 and words[0] == 'table':
+            family, table, chain = _NFT_FAMILIES.get(words[1], words[1]), words[2], None
             continue
-        if any(n in stripped for n in needles):
-            out.append({'table': table, 'rule': stripped})
+        if len(words) >= 2 and words[0] == 'chain':
+            chain = words[1]
+            continue
+        if not text or text in ('{', '}') or text.startswith(('type ', 'policy ', 'comment ')):
+            continue
+        if not any(_mentions(text, n) or ('"%s"' % n) in text for n in needles):
+            continue
+        packets = nbytes = None
+        c = _NFT_COUNTER.search(text)
+        if c:
+            packets, nbytes = int(c.group(1)), int(c.group(2))
+            text = (text[:c.start()] + text[c.end():]).strip()
+        out.append({'backend': 'nftables', 'family': family, 'table': table, 'chain': chain, 'rule': text,
+                    'packets': packets, 'bytes': nbytes, 'handle': handle})
     return out
+
+
+def libvirt_firewall_backend(conf_text):
+    """``firewall_backend`` of /etc/libvirt/network.conf (libvirt >= 10.4), or None when not set."""
+    for line in (conf_text or '').splitlines():
+        m = re.match(r'^\s*firewall_backend\s*=\s*"([^"]*)"', line)
+        if m:
+            return m.group(1)
+    return None

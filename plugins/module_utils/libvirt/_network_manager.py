@@ -397,7 +397,7 @@ def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None
         'bridge': bridge,
         'ports': [],
         'leases': [],
-        'firewall': {'iptables': [], 'nftables': []},
+        'firewall': {'iptables': [], 'nftables': [], 'backend': None, 'backend_source': None},
     }
     if active:
         guests = host.running_guest_ports(conn, name, bridge)
@@ -417,9 +417,20 @@ def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None
     if active and firewall and firewall_text:
         cidrs = [s[3] for s in subnets(live or model)]
         cidrs = [_network_cidr(c) for c in cidrs]
-        info['firewall']['iptables'] = host.iptables_rules_for(firewall_text.get('iptables', ''), bridge, cidrs)
+        ipt = firewall_text.get('iptables') or []
+        if not isinstance(ipt, list):  # one text, as older callers give it
+            ipt = [('ipv4', ipt)]
+        for family, text in ipt:
+            info['firewall']['iptables'] += host.iptables_rules_for(text, bridge, cidrs, family)
         nft = firewall_text.get('nftables', '')
         info['firewall']['nftables'] = host.nft_rules_for(nft, bridge, cidrs) if nft else []
+        fw = info['firewall']
+        if firewall_text.get('backend'):
+            fw['backend'], fw['backend_source'] = firewall_text['backend'], 'network.conf'
+        elif fw['nftables'] and not any(r['chain'].startswith('LIBVIRT_') for r in fw['iptables']):
+            fw['backend'], fw['backend_source'] = 'nftables', 'rules'
+        elif any(r['chain'].startswith('LIBVIRT_') for r in fw['iptables']):
+            fw['backend'], fw['backend_source'] = 'iptables', 'rules'
     return info
 
 
@@ -431,16 +442,16 @@ def _network_cidr(text):
 
 
 def read_firewall(module):
-    """iptables-save (v4+v6) and the libvirt nft tables, as text (empty when a tool is missing)."""
-    out = {'iptables': '', 'nftables': ''}
-    texts = []
-    for tool in ('iptables-save', 'ip6tables-save'):
+    """What network_info reports about libvirt's firewall: ``iptables-save -c`` per family, the libvirt nft
+    tables (``nft -a list table``), and ``firewall_backend`` of /etc/libvirt/network.conf (empty or None
+    when a tool or the file is missing)."""
+    out = {'iptables': [], 'nftables': '', 'backend': None}
+    for family, tool in (('ipv4', 'iptables-save'), ('ipv6', 'ip6tables-save')):
         path = module.get_bin_path(tool)
         if path:
-            rc, stdout, _err = module.run_command([path], environ_update={'LC_ALL': 'C'})
+            rc, stdout, _err = module.run_command([path, '-c'], environ_update={'LC_ALL': 'C'})
             if rc == 0:
-                texts.append(stdout)
-    out['iptables'] = '\n'.join(texts)
+                out['iptables'].append((family, stdout))
     nft = module.get_bin_path('nft')
     if nft:
         rc, stdout, _err = module.run_command([nft, 'list', 'tables'], environ_update={'LC_ALL': 'C'})
@@ -448,10 +459,16 @@ def read_firewall(module):
             chunks = []
             for table in hostinfo.nft_tables(stdout):
                 fam, tname = table.split()
-                rc2, text, _e = module.run_command([nft, 'list', 'table', fam, tname], environ_update={'LC_ALL': 'C'})
+                rc2, text, _e = module.run_command([nft, '-a', 'list', 'table', fam, tname],
+                                                   environ_update={'LC_ALL': 'C'})
                 if rc2 == 0:
                     chunks.append(text)
             out['nftables'] = '\n'.join(chunks)
+    try:
+        with open('/etc/libvirt/network.conf') as conf:
+            out['backend'] = hostinfo.libvirt_firewall_backend(conf.read())
+    except (IOError, OSError):
+        pass
     return out
 
 

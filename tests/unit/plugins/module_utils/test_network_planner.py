@@ -162,3 +162,40 @@ def test_fallback_interface_parser():
     got = H._fallback_interfaces(xml)
     assert got == [{'type': 'network', 'source': 'default', 'target_dev': 'vnet3', 'mac': '52:54:00:aa:bb:cc'}]
     assert H.describe_domain_interfaces(xml)[0]['target_dev'] == 'vnet3'
+
+
+def _capture(name):
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, '..', '..', 'fixtures', 'capture', name)) as f:
+        return f.read()
+
+
+def test_nft_rules_of_libvirts_nftables_backend():
+    """libvirt 11.3 with firewall_backend = "nftables" (captured on the lab's el10 host)."""
+    rules = H.nft_rules_for(_capture('el10_nft_libvirt_network.txt'), 'virbr0', ['192.168.122.0/24'])
+    by_chain = {}
+    for r in rules:
+        by_chain.setdefault(r['chain'], []).append(r)
+    assert sorted(by_chain) == ['guest_cross', 'guest_input', 'guest_nat', 'guest_output']
+    out = by_chain['guest_output'][0]
+    assert out == {'backend': 'nftables', 'family': 'ipv4', 'table': 'libvirt_network', 'chain': 'guest_output',
+                   'rule': 'ip saddr 192.168.122.0/24 iif "virbr0" accept', 'packets': 0, 'bytes': 0,
+                   'handle': out['handle']} and isinstance(out['handle'], int)
+    masq = [r['rule'] for r in by_chain['guest_nat'] if 'masquerade to' in r['rule']]
+    assert masq == ['meta l4proto tcp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade to :1024-65535',
+                    'meta l4proto udp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade to :1024-65535']
+    assert not [r for r in rules if r['chain'] == 'forward']   # jumps only, nothing of this network
+
+
+def test_iptables_rules_with_counters_and_family():
+    text = '*nat\n:POSTROUTING ACCEPT [0:0]\n[5:300] -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE\nCOMMIT\n'
+    rules = H.iptables_rules_for(text, 'virbr0', ['192.168.122.0/24'], 'ipv4')
+    assert rules == [{'backend': 'iptables', 'family': 'ipv4', 'table': 'nat', 'chain': 'LIBVIRT_PRT',
+                      'rule': '-A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE',
+                      'packets': 5, 'bytes': 300}]
+
+
+def test_libvirt_firewall_backend_from_network_conf():
+    assert H.libvirt_firewall_backend('#firewall_backend = "iptables"\nfirewall_backend = "nftables"\n') == 'nftables'
+    assert H.libvirt_firewall_backend('# nothing set\n') is None
