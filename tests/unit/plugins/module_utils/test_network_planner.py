@@ -167,7 +167,7 @@ def test_fallback_interface_parser():
 def _capture(name):
     import os
     here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, '..', '..', 'fixtures', 'capture', name)) as f:
+    with open(os.path.join(here, '..', '..', 'fixtures', 'firewall_rules', name)) as f:
         return f.read()
 
 
