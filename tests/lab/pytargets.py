@@ -50,22 +50,53 @@ TARGETS = {
         "patch_generator": False,
     },
 }
-RECIPE_REVISION = 1  # bump when the build steps below change
+RECIPE_REVISION = 2  # bump when the build steps below change
 
 # libvirt-python 5.10.0's generator.py wraps every function listed in libvirt-api.xml of the
-# libvirt it builds against (Debian 12: 9.0). Functions newer than 5.10 that need hand-written
-# wrappers or use types it has no converter for are listed as "failed" (and their types as
-# "Missing type converters"), and buildStubs() returns -1, which stops the build. Those functions
-# are already dropped from the generated module (`del funcs[function]`) before the check, so the
-# binding is complete for every API 5.10 knows: we only turn the two fatal checks into warnings.
-# The network, domain and interface calls our modules use all predate 5.10.
+# libvirt it builds against (Debian 12: 9.0), not only those it knows. Functions newer than 5.10
+# that need hand-written wrappers or use types it has no converter for are listed as "failed",
+# and buildStubs() returns -1, which stops the build. Worse, a newer function it can wrap may get
+# the Python name of an old one: virNodeDeviceDefineXML (libvirt 7.3) becomes a second
+# virConnect.defineXML that replaces the domain one (virDomainDefineXML), which a libvirt-python
+# 5.10 on a real EL7 never has. The patch makes the parser drop every <function> whose
+# version='...' attribute (the libvirt release that added it) is newer than 5.10.0, so the
+# binding is exactly 5.10's API; the generator's own checks stay fatal.
 GENERATOR_PATCH = [
-    ("    if failed > 0:\n        return -1\n    if len(unknown_types) > 0:\n        return -1\n",
-     "    # virtlab: functions newer than this libvirt-python (listed above as failed) are skipped,\n"
-     "    # not fatal; see tests/lab/pytargets.py\n"
-     "    if failed > 0:\n        print('WARNING: skipped %d functions unknown to this binding' % failed)\n"
-     "    if len(unknown_types) > 0:\n        print('WARNING: skipped functions with unknown types')\n"),
+    ("            if 'module' in attrs.keys():\n"
+     "                self.function_module= attrs['module']\n",
+     "            if 'module' in attrs.keys():\n"
+     "                self.function_module= attrs['module']\n"
+     "            # virtlab (tests/lab/pytargets.py): APIs newer than this binding are left out\n"
+     "            if 'version' in attrs.keys() and \\\n"
+     "                    tuple(int(v) for v in attrs['version'].split('.')) > (5, 10, 0):\n"
+     "                self.function = None\n"),
 ]
+
+
+# Personas whose target Python is one of these real interpreters. ansible-core 2.17 dropped
+# Python 2.7 and 3.6 targets: under a newer controller those hosts run modules on the machine's
+# /usr/bin/python3 (Debian's 3.11) instead, which is an emulation (tests/lab/README.md).
+PERSONA_TARGETS = {"el7": "py27", "el8": "py36"}
+FIRST_CORE_WITHOUT = "2.17"
+
+
+def python_hostvars(persona, fallback):
+    """Inventory host vars choosing the persona's interpreter: [(key, value)].
+
+    ``virtlab_target_python`` is the real old interpreter ('' when not built here, with
+    ``virtlab_target_python_skip`` saying why), ``ansible_python_interpreter`` picks it when the
+    controller's ansible-core can still run modules on it."""
+    target = PERSONA_TARGETS.get(persona)
+    if not target:
+        return [("ansible_python_interpreter", fallback)]
+    path = interpreter(target)
+    if not path:
+        return [("ansible_python_interpreter", fallback), ("virtlab_target_python", ""),
+                ("virtlab_target_python_skip", skip_reason(target))]
+    expr = ("{{ virtlab_target_python if ansible_version.full is version('%s', '<') else '%s' }}"
+            % (FIRST_CORE_WITHOUT, fallback))
+    return [("ansible_python_interpreter", expr), ("virtlab_target_python", path),
+            ("virtlab_target_python_version", TARGETS[target]["python"])]
 
 
 def recipe_key(target):
@@ -190,8 +221,10 @@ def patch_generator(src):
 
 
 VERIFY = r"""
-import json, platform, sys
+import inspect, json, platform, sys
 import libvirt, lxml.etree, pkg_resources
+# every generated method is the one for its own C function (see GENERATOR_PATCH)
+assert "virDomainDefineXML(" in inspect.getsource(libvirt.virConnect.defineXML)
 print(json.dumps({"python": platform.python_version(), "executable": sys.executable,
                   "libvirt_python": pkg_resources.get_distribution("libvirt-python").version,
                   "libvirt_library": ".".join(str(x) for x in (
@@ -266,6 +299,9 @@ def build(target):
         info.update(target=target, recipe=recipe_key(target), pyenv_prefix=prefix)
         with open(os.path.join(dest, "manifest.json"), "w") as f:
             json.dump(info, f, indent=1, sort_keys=True)
+        for old in os.listdir(ROOT):  # builds of older recipes of this target
+            if old.startswith(target + "-") and old != os.path.basename(dest):
+                shutil.rmtree(os.path.join(ROOT, old), ignore_errors=True)
         print("%s: built %s" % (target, json.dumps(info, sort_keys=True)), flush=True)
         return dest
     finally:
