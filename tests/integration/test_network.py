@@ -383,6 +383,24 @@ def test_bad_change_to_existing_network_changes_nothing(lab, run):
         remove(run, name)
 
 
+def test_xml_with_external_entity_is_refused(lab, run):
+    """XXE: an external entity naming a file on the host is refused, not read and not a traceback.
+    Under the 2.16 lane with VIRTLAB_TARGET=el7 this runs on the real Python 2.7 / lxml 4.9.4."""
+    secret = '/var/lib/libvirt/xxe-secret'  # the host's private /var/lib/libvirt
+    lab.exec(HOST, ['sh', '-c', 'echo xxe-canary-4711 > %s' % secret])
+    before = net_state(lab)
+    xml = ("<?xml version='1.0'?>\n<!DOCTYPE network [<!ENTITY e SYSTEM 'file://%s'>]>\n"
+           "<network><name>xxe</name><description>&e;</description><bridge name='vbn-xxe'/></network>"
+           % secret)
+    for check in (True, False):
+        res = run(xml=xml, check=check)
+        assert res['failed'] and 'DOCTYPE' in res['msg'] and 'options xml' in res['msg'], res
+        assert 'Traceback' not in str(res) and 'xxe-canary-4711' not in str(res), res
+    res = run(name='xxe', extra_xml=[xml.split('\n', 1)[1]])
+    assert res['failed'] and 'DOCTYPE' in res['msg'] and 'xxe-canary-4711' not in str(res), res
+    assert net_state(lab) == before
+
+
 def test_wrong_uri_is_a_clear_error(run):
     res = run(name='x', uri='qemu+unix:///system?socket=/nonexistent/sock')
     assert res['failed'] and 'not reachable' in res['msg'], res
