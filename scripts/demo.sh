@@ -48,6 +48,7 @@ step "1/4 lab '$LAB': one $PERSONA hypervisor with libvirtd, sshd, and an uplink
 python3 tests/lab/virtlab.py --lab "$LAB" up --hosts 1 --persona "$PERSONA"
 
 step "2/4 ansible: nat_network, a guest on virbr0, the trace role (nf_log, expiring TRACE rules, capture, cleanup)"
+# shellcheck disable=SC2086  # DEMO_ARGS holds several words (e.g. "-v --diff") on purpose
 ansible-playbook -i "/run/virtnet-$LAB/inventory.yml" playbooks/demo.yml \
   -e demo_lab="$LAB" -e demo_report_dir="$REPORT_DIR" -e demo_quiet=true ${DEMO_ARGS:-}
 

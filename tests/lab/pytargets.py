@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -147,8 +146,8 @@ def pyenv_prefix(version):
                        universal_newlines=True, check=False)
     prefix = p.stdout.strip()
     if p.returncode != 0 or not os.path.isdir(prefix):
-        return None, "pyenv has no CPython %s (`pyenv prefix %s`: %s)" % (version, version,
-                                                                       (p.stderr or p.stdout).strip())
+        detail = (p.stderr or p.stdout).strip()
+        return None, "pyenv has no CPython %s (`pyenv prefix %s`: %s)" % (version, version, detail)
     return prefix, None
 
 
@@ -277,8 +276,9 @@ def build(target):
         _run(pip + ["install", "-q", "--only-binary", ":all:"] + t["wheels"], env=env)
         sdist = os.path.join(work, "sdist")
         # pip 20.3.4 on 2.7 trips an assertion in `pip download` of an sdist: fetch it with ours
-        _run(_download_pip() + ["download", "-q", "--no-deps", "--no-binary", ":all:", "-d", sdist,
-                    "libvirt-python==" + t["libvirt_python"]], env=env)
+        download = ["download", "-q", "--no-deps", "--no-binary", ":all:", "-d", sdist,
+                    "libvirt-python==" + t["libvirt_python"]]
+        _run(_download_pip() + download, env=env)
         archive = [f for f in os.listdir(sdist) if f.endswith(".tar.gz")][0]
         _run(["tar", "-xzf", os.path.join(sdist, archive), "-C", sdist])
         src = os.path.join(sdist, archive[:-len(".tar.gz")])
@@ -309,7 +309,7 @@ def build(target):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd")
     b = sub.add_parser("build")
     b.add_argument("targets", nargs="*", metavar="TARGET", help=" | ".join(sorted(TARGETS)))
