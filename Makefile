@@ -6,6 +6,7 @@ SHELL := /bin/bash
 ROOT      := $(abspath .)
 VENV      := $(ROOT)/.venv
 VENV216   := $(ROOT)/.venv-2.16
+VENV221   := $(ROOT)/.venv-2.21
 PY        := $(VENV)/bin/python
 BUILD     := $(ROOT)/build
 COLL      := $(BUILD)/collections
@@ -27,10 +28,12 @@ export PATH := $(VENV)/bin:$(PATH)
 
 APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
   dnsmasq-base iptables nftables openssh-server openssh-client iproute2 python3-libvirt \
-  python3-lxml python3-venv bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping
+  python3-lxml python3-venv bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping \
+  gcc libc6-dev patchelf shellcheck
 
 .PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
-  molecule test demo lab-up lab-down bench build collection-check clean
+  molecule test demo lab-up lab-down bench build collection-check clean \
+  pytargets venv-2.21 sanity-2.21 compat-2.21 integration-targets
 
 help:
 	@echo "make demo      - bring up a lab hypervisor, trace a NAT'd guest connection, explain it"
@@ -82,10 +85,10 @@ vermin: venv
 # ansible-test wants the collection under ansible_collections/<ns>/<name>; copy the tracked tree.
 # ansible-test fetches a pip bootstrap script from a CI file server; seed its cache offline.
 define sanity_run
-	@mkdir -p $(HOME)/.ansible/test/cache && for v in 24_2 23_1_2 21_3_1 20_3_4; do \
+	@mkdir -p $(HOME)/.ansible/test/cache && for v in 25_2 24_2 23_1_2 21_3_1 20_3_4; do \
 	  cp tests/utils/ansible_test_get_pip.py $(HOME)/.ansible/test/cache/get_pip_$$v.py; done
 	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY)
-	@rsync -a --exclude-from=<(printf '%s\n' .git .venv .venv-2.16 build .pytest_cache .hypothesis __pycache__ 'bench/results') $(ROOT)/ $(SANITY)/
+	@rsync -a --exclude-from=<(printf '%s\n' .git '.venv*' build .pytest_cache .hypothesis __pycache__ 'bench/results') $(ROOT)/ $(SANITY)/
 	@cd $(SANITY) && git init -q && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm sanity
 	cd $(SANITY) && $(1)/bin/ansible-test sanity --color no --python $$($(1)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') $(2)
 endef
@@ -101,6 +104,50 @@ compat: venv-2.16 link
 	$(VENV216)/bin/python -m pytest -q -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
 	$(MAKE) sanity-2.16
 
+## --- ansible-core lanes and real old target Pythons (issue 11) ----------------------------
+# Lanes: 2.16 (the last to run modules on Python 2.7 and 3.6 targets: el7 and el8 get the real
+# CPython 2.7 / 3.6 built by tests/lab/pytargets.py), 2.19 (.venv, the default), 2.21 (controller
+# on the image's pyenv CPython 3.13). What cannot run here is skipped with the reason printed.
+PY313 ?= $(shell p=$$(command -v pyenv || echo $(HOME)/.pyenv/bin/pyenv); \
+  pre=$$($$p prefix 3.13.0 2>/dev/null) && test -x $$pre/bin/python3.13 && echo $$pre/bin/python3.13)
+TARGETS_IT := tests/integration/test_network.py tests/integration/test_guest_interface.py
+SMOKE_IT   := tests/integration/test_lab.py tests/integration/test_nf_log.py \
+  tests/integration/test_network.py::test_mode_lifecycle \
+  tests/integration/test_network.py::test_check_mode_reports_and_changes_nothing \
+  tests/integration/test_network.py::test_xml_with_external_entity_is_refused
+
+pytargets: venv
+	@$(PY) tests/lab/pytargets.py build
+
+venv-2.21: $(VENV221)/.stamp
+$(VENV221)/.stamp: tests/requirements-2.21.txt
+	@if [ -z "$(PY313)" ]; then echo "SKIP venv-2.21: no CPython 3.13 (pyenv 3.13.0) for the 2.21 controller"; exit 0; fi; \
+	echo ">>> venv $(VENV221) (ansible-core 2.21 lane on $(PY313))"; \
+	$(PY313) -m venv $(VENV221) && \
+	{ $(VENV221)/bin/pip install -q --disable-pip-version-check -r tests/requirements-2.21.txt 2>&1 | grep -v '^WARNING: Location' || true; } && \
+	$(VENV221)/bin/python -c 'import ansible, pytest, lxml, yaml' && touch $@
+
+sanity-2.21: venv-2.21
+	@if [ -x $(VENV221)/bin/ansible-test ]; then :; else echo "SKIP sanity-2.21: no 2.21 venv"; exit 0; fi
+	$(call sanity_run,$(VENV221),--requirements)
+
+# 2.16 lane: the libvirt module suites on el7 (real Python 2.7) and el8 (real Python 3.6), two labs
+# side by side (logs in build/it-2.16-*.log).
+integration-targets: deps pytargets venv-2.16
+	@rc=0; for t in el7 el8; do \
+	  VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-$$t VIRTLAB_TARGET=$$t $(VENV216)/bin/python -m pytest -q -m integration \
+	    -p no:cacheprovider --durations=5 $(TARGETS_IT) $(PYTEST_ARGS) > $(BUILD)/it-2.16-$$t.log 2>&1 & \
+	done; for t in el7 el8; do wait -n || rc=1; done; \
+	for t in el7 el8; do echo "--- ansible-core 2.16, VIRTLAB_TARGET=$$t"; tail -n 25 $(BUILD)/it-2.16-$$t.log; done; exit $$rc
+
+# 2.21 lane: unit tests, the integration smoke set (debian12 and the netfilter personas), sanity.
+compat-2.21: venv-2.21 link
+	@if [ -x $(VENV221)/bin/python ]; then :; else echo "SKIP compat-2.21: no 2.21 venv (needs CPython 3.13)"; exit 0; fi
+	@echo ">>> ansible-core 2.21 lane: unit tests, smoke integration, sanity"
+	$(VENV221)/bin/python -m pytest -q -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
+	VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-221 $(VENV221)/bin/python -m pytest -q -m integration -p no:cacheprovider $(SMOKE_IT)
+	$(MAKE) --no-print-directory sanity-2.21
+
 lint: venv link
 	$(VENV)/bin/ansible-lint --profile production
 
@@ -110,6 +157,11 @@ molecule: deps
 	else echo ">>> no molecule scenarios yet"; fi
 
 collection-check: build
+	@tar -tzf $(BUILD)/virtops-virtnet-*.tar.gz > $(BUILD)/tarball.list; \
+	echo ">>> $$(wc -l < $(BUILD)/tarball.list) files, $$(du -k $(BUILD)/virtops-virtnet-*.tar.gz | cut -f1) KiB in the tarball; files per directory:"; \
+	sed 's|/[^/]*$$||' $(BUILD)/tarball.list | sort | uniq -c | sort -rn | head -n 15; \
+	if grep -E '(^|/)(\.venv[^/]*|rootfs|\.git)(/|$$)|^(build|tests|molecule|bench)/|\.tar(\.zst)?$$' $(BUILD)/tarball.list | head -n 5 | grep .; then \
+	  echo "FAIL: the tarball packs venvs, root filesystems, lab or build artifacts (galaxy.yml build_ignore)"; exit 1; fi
 	@rm -rf $(BUILD)/install && mkdir -p $(BUILD)/install
 	$(VENV)/bin/ansible-galaxy collection install --force -p $(BUILD)/install $(BUILD)/virtops-virtnet-*.tar.gz
 	@for m in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^__'); do \
@@ -129,6 +181,8 @@ test: deps
 	@echo "=== integration"; $(MAKE) --no-print-directory integration
 	@echo "=== molecule";    $(MAKE) --no-print-directory molecule
 	@echo "=== compat";      $(MAKE) --no-print-directory compat
+	@echo "=== 2.16 targets"; $(MAKE) --no-print-directory integration-targets
+	@echo "=== compat 2.21"; $(MAKE) --no-print-directory compat-2.21
 
 ## --- lab, demo, bench ---------------------------------------------------------------------
 lab-up: deps

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fixtures for integration tests against the virtlab hypervisor hosts (see tests/lab/README.md).
 
-- ``lab``: session-scoped ``virtlab.Lab`` with debian12-1, el7-1, el6-1 up. Lab name from env
+- ``lab``: session-scoped ``virtlab.Lab`` with debian12-1, el7-1, el6-1 up (plus the first host
+  of $VIRTLAB_TARGET, the persona the libvirt module suites run on, see labansible.TARGET_HOST). Lab name from env
   VIRTLAB_NAME (default ``it``). Torn down at session end unless VIRTLAB_KEEP=1 (or it was
   already up before the session: then it is left as found).
 - ``run_module(host, module, check=False, diff=False, become=False, **args)``: ansible ad-hoc over
@@ -18,15 +19,22 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 import virtlab  # noqa: E402
-from labansible import module, playbook  # noqa: E402
+import pytargets  # noqa: E402
+from labansible import TARGET_PERSONA, module, playbook  # noqa: E402
 
 PERSONAS = ["debian12", "el7", "el6"]
+if TARGET_PERSONA not in PERSONAS:  # VIRTLAB_TARGET=el8 ...: the libvirt suites' host joins the lab
+    PERSONAS.append(TARGET_PERSONA)
 
 
 @pytest.fixture(scope="session")
 def lab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
+    if TARGET_PERSONA in pytargets.PERSONA_TARGETS:
+        why = pytargets.skip_reason(pytargets.PERSONA_TARGETS[TARGET_PERSONA])
+        if why:  # never fall back silently to another Python on an explicitly asked target
+            pytest.skip("VIRTLAB_TARGET=%s needs its real target Python: %s" % (TARGET_PERSONA, why))
     name = os.environ.get("VIRTLAB_NAME") or "it"
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest -n N: one lab per worker (gw0, gw1, ...)
     if worker:

@@ -2,7 +2,7 @@
 """guest_interface against a lab hypervisor: real libvirtd, diskless qemu/TCG domains.
 
 Run:  VIRTLAB_NAME=ifc .venv/bin/python -m pytest -q tests/integration/test_guest_interface.py
-Uses debian12-1 of the session ``lab`` (conftest); the domains and host devices it creates are
+Uses debian12-1 (or the first host of $VIRTLAB_TARGET) of the session ``lab`` (conftest); the domains and host devices it creates are
 removed after the module.
 The diskless guests run no OS, so nothing answers an ACPI eject: live unplug always ends as
 ``pending`` (removed from the configuration, still in the running domain).
@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-HOST = 'debian12-1'
+from labansible import TARGET_HOST  # tests/lab, put on sys.path by conftest
+
+HOST = TARGET_HOST  # debian12-1 unless VIRTLAB_TARGET names another persona
 MOD = 'virtops.virtnet.guest_interface'
 RUNNING = 'ifrun'     # running diskless domain (lab.guest_add kind=qemu)
 STOPPED = 'ifoff'     # defined, never started, no interfaces

@@ -2,7 +2,7 @@
 """network / network_info against a lab hypervisor (real libvirtd, bridges, iptables).
 
 Run:  VIRTLAB_NAME=net .venv/bin/python -m pytest -q tests/integration/test_network*.py
-Uses debian12-1 of the session ``lab`` (conftest); every test removes the networks and guests it
+Uses debian12-1 (or the first host of $VIRTLAB_TARGET) of the session ``lab`` (conftest); every test removes the networks and guests it
 creates, and the host devices below are removed after the module.
 """
 import json
@@ -10,13 +10,12 @@ import time
 
 import pytest
 
-from labansible import playbook  # tests/lab, put on sys.path by conftest
+from labansible import TARGET_HOST, playbook  # tests/lab, put on sys.path by conftest
 
-HOST = 'debian12-1'
+HOST = TARGET_HOST  # debian12-1 unless VIRTLAB_TARGET names another persona
 NET = 'virtops.virtnet.network'
 INFO = 'virtops.virtnet.network_info'
 UPLINK = '10.44.32.217'
-BOND0 = '10.44.32.10'
 
 
 HOST_DEVICES = ('brhost0', 'dum0', 'dum1', 'dum2')
@@ -230,8 +229,13 @@ def _seen_from(lab, since):
     return [c['src'] for c in lab.uplink_connections(since=since, at_least=1) if c['dport'] == 3128]
 
 
+def _bond0(lab):
+    return lab.state()['hosts'][HOST]['bond0_ip']
+
+
 def test_nat_forwards_and_masquerades(lab, run):
     name = 'natfwd'
+    bond0 = _bond0(lab)
     try:
         assert not run(name=name, forward='nat', bridge={'name': 'vbn-natf'}, ips=[ipnet(173)],
                        nat={'port_start': 40000, 'port_end': 40100})['failed']
@@ -240,8 +244,8 @@ def test_nat_forwards_and_masquerades(lab, run):
         p = _connect(lab, 'nnat')
         assert p.returncode == 0, p.stderr
         srcs = _seen_from(lab, since)
-        assert BOND0 in srcs and g['ip'] not in srcs, srcs  # masqueraded to the host's uplink address
-        ports = [c['sport'] for c in lab.uplink_connections() if c['time'] >= since and c['src'] == BOND0]
+        assert bond0 in srcs and g['ip'] not in srcs, srcs  # masqueraded to the host's uplink address
+        ports = [c['sport'] for c in lab.uplink_connections() if c['time'] >= since and c['src'] == bond0]
         assert ports and all(40000 <= port <= 40100 for port in ports), ports  # the NAT port range
     finally:
         lab.guest_del('nnat')
@@ -250,7 +254,8 @@ def test_nat_forwards_and_masquerades(lab, run):
 
 def test_routed_forwards_without_nat(lab, run):
     name = 'routefwd'
-    lab.uplink_exec(['ip', 'route', 'replace', '192.168.174.0/24', 'via', BOND0], check=False)
+    bond0 = _bond0(lab)
+    lab.uplink_exec(['ip', 'route', 'replace', '192.168.174.0/24', 'via', bond0], check=False)
     try:
         assert not run(name=name, forward='route', bridge={'name': 'vbn-routef'}, ips=[ipnet(174)])['failed']
         g = lab.guest_add('nroute', HOST, network=name, kind='ns')
@@ -435,6 +440,24 @@ def test_bad_change_to_existing_network_changes_nothing(lab, run):
         assert net_state(lab) == before
     finally:
         remove(run, name)
+
+
+def test_xml_with_external_entity_is_refused(lab, run):
+    """XXE: an external entity naming a file on the host is refused, not read and not a traceback.
+    Under the 2.16 lane with VIRTLAB_TARGET=el7 this runs on the real Python 2.7 / lxml 4.9.4."""
+    secret = '/var/lib/libvirt/xxe-secret'  # the host's private /var/lib/libvirt
+    lab.exec(HOST, ['sh', '-c', 'echo xxe-canary-4711 > %s' % secret])
+    before = net_state(lab)
+    xml = ("<?xml version='1.0'?>\n<!DOCTYPE network [<!ENTITY e SYSTEM 'file://%s'>]>\n"
+           "<network><name>xxe</name><description>&e;</description><bridge name='vbn-xxe'/></network>"
+           % secret)
+    for check in (True, False):
+        res = run(xml=xml, check=check)
+        assert res['failed'] and 'DOCTYPE' in res['msg'] and 'options xml' in res['msg'], res
+        assert 'Traceback' not in str(res) and 'xxe-canary-4711' not in str(res), res
+    res = run(name='xxe', extra_xml=[xml.split('\n', 1)[1]])
+    assert res['failed'] and 'DOCTYPE' in res['msg'] and 'xxe-canary-4711' not in str(res), res
+    assert net_state(lab) == before
 
 
 def test_wrong_uri_is_a_clear_error(run):

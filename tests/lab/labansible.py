@@ -13,14 +13,21 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 COLLECTIONS = os.path.join(ROOT, "build", "collections")
+# The libvirt module suites (test_network*, test_guest_interface) run on one target host per
+# pytest session: the first host of persona $VIRTLAB_TARGET (default debian12). CI runs them once
+# per persona and ansible-core lane (Makefile: integration, integration-targets).
+TARGET_PERSONA = os.environ.get("VIRTLAB_TARGET") or "debian12"
+TARGET_HOST = TARGET_PERSONA + "-1"
 
 
 def _bin(name):
-    path = os.path.join(VENV_BIN, name)
-    if os.path.exists(path):
-        return path
-    path = os.path.join(os.path.dirname(sys.executable), name)
-    return path if os.path.exists(path) else name
+    """The ansible tool of the running interpreter's venv (a lane's .venv-2.16 runs its own
+    ansible-core), else the repository's .venv, else PATH."""
+    for d in (os.path.dirname(sys.executable), VENV_BIN):
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            return path
+    return name
 
 
 def ansible_env(lab, **extra):

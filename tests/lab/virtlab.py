@@ -5,7 +5,7 @@ Each lab host is a network namespace plus a persistent private mount + UTS names
 the lab runs Debian's real virtlogd, libvirtd and sshd. The controller reaches hosts over SSH
 through a management namespace (ProxyCommand: relay.py). An uplink namespace stands for the
 outside network. Guests are namespaces plugged into a libvirt bridge (kind=ns) or diskless
-qemu/TCG domains (kind=qemu). Personas (debian12, el7, el6) make a host look like that
+qemu/TCG domains (kind=qemu). Personas (debian12, el7, el8, el6) make a host look like that
 distribution to a probe. See README.md beside this file.
 
 Stdlib only; runs with any Python 3.6+ as root.
@@ -31,6 +31,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import pytargets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELAY = os.path.join(HERE, "relay.py")
@@ -103,7 +105,39 @@ PERSONAS = {
             "ip6table_nat", "xt_MASQUERADE", "br_netfilter", "ebt_ulog",
         ])),
         "modprobe_fatal": "modprobe: FATAL: Module %s not found.",
-        "python": "/usr/bin/python3",  # el7 has 2.7; ansible-core 2.19 needs 3.8+ on targets
+        # under ansible-core <= 2.16 the real CPython 2.7 built by pytargets.py (see there)
+        "python": "/usr/bin/python3",
+        "sysctl_map": {},
+    },
+    "el8": {
+        "family": "redhat",
+        "release_files": {
+            "/etc/redhat-release": "Rocky Linux release 8.10 (Green Obsidian)\n",
+            "/etc/rocky-release": "Rocky Linux release 8.10 (Green Obsidian)\n",
+            "/etc/system-release": "Rocky Linux release 8.10 (Green Obsidian)\n",
+            "/etc/os-release": (
+                'NAME="Rocky Linux"\nVERSION="8.10 (Green Obsidian)"\nID="rocky"\n'
+                'ID_LIKE="rhel centos fedora"\nVERSION_ID="8.10"\nPLATFORM_ID="platform:el8"\n'
+                'PRETTY_NAME="Rocky Linux 8.10 (Green Obsidian)"\nANSI_COLOR="0;32"\n'
+                'CPE_NAME="cpe:/o:rocky:rocky:8:GA"\nHOME_URL="https://rockylinux.org/"\n'
+                'BUG_REPORT_URL="https://bugs.rockylinux.org/"\n'),
+        },
+        "hide_files": ["/etc/debian_version", "/etc/lsb-release"],
+        "osrelease": "4.18.0-553.el8_10.x86_64",
+        "iptables": None,  # the real nft backend (Debian's 1.8.9; EL8 ships 1.8.5 nft-only)
+        "hide_sbin": ["xtables-legacy-multi", "iptables-legacy", "iptables-legacy-save",
+                      "iptables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save",
+                      "ip6tables-legacy-restore"],
+        "modules": sorted(set(_EL_COMMON_MODULES + [
+            "nf_log_ipv4", "nf_log_ipv6", "nf_log_bridge", "nf_log_arp", "nf_log_common", "nf_log_netdev",
+            "xt_LOG", "ipt_LOG", "ip6t_LOG", "nf_nat_ipv6", "ip6table_nat", "xt_MASQUERADE", "br_netfilter",
+            "nf_tables", "nf_tables_set", "nft_compat", "nft_chain_nat", "nft_ct", "nft_log", "nft_masq",
+            "nft_nat", "nft_reject", "nft_reject_inet", "nft_fib", "nft_fib_inet", "nft_counter",
+            "nf_reject_ipv4", "nf_reject_ipv6", "nf_conntrack_bridge",  # 4.18 still has nf_conntrack_ipv4
+        ])),
+        "modprobe_fatal": "modprobe: FATAL: Module %s not found in directory /lib/modules/4.18.0-553.el8_10.x86_64",
+        # under ansible-core <= 2.16 the real CPython 3.6 built by pytargets.py (EL8's platform-python)
+        "python": "/usr/bin/python3",
         "sysctl_map": {},
     },
     "el6": {
@@ -264,7 +298,7 @@ def render_inventory(lab, hosts, key_path, mgmt_ns, relay=RELAY, state_dir=None)
             ("ansible_user", "root"),
             ("ansible_ssh_private_key_file", key_path),
             ("ansible_ssh_common_args", common),
-            ("ansible_python_interpreter", PERSONAS[h["persona"]]["python"]),
+        ] + pytargets.python_hostvars(h["persona"], PERSONAS[h["persona"]]["python"]) + [
             ("virtlab_lab", lab),
             ("virtlab_persona", h["persona"]),
             ("virtlab_netns", h["netns"]),
@@ -764,6 +798,8 @@ class Lab(object):
         if persona != "debian12":
             for path in p["hide_files"]:
                 s.append("rm -f %s" % q(path))
+            for b in p.get("hide_sbin", []):
+                s.append("rm -f /usr/sbin/%s" % q(b))
             for path, text in sorted(p["release_files"].items()):
                 s.append("rm -f %s; printf '%%s' %s > %s" % (q(path), q(text), q(path)))
             if p["osrelease"]:

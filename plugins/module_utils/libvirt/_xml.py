@@ -44,19 +44,27 @@ def parse_xml(text):
         raise ModelError('empty XML document')
     if not isinstance(text, bytes):
         text = text.encode('utf-8')
-    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True,
+                             load_dtd=False)
     try:
         root = etree.fromstring(text, parser)
     except etree.XMLSyntaxError as exc:
         raise ModelError('invalid XML: %s' % exc)
-    # lxml leaves entities unresolved (resolve_entities=False): a DTD that declares one is refused outright
-    # rather than silently dropped, so that a document never means something other than it says
-    dtd = root.getroottree().docinfo.internalDTD
-    if dtd is not None:
-        for ent in dtd.iterentities():
-            kind = 'external entity' if ent.system_url else 'entity'
-            raise ModelError('invalid XML: the document references %s %r (%s); libvirt XML has no DTD: '
-                             'remove the <!DOCTYPE> declaration' % (kind, ent.name, ent.system_url or ent.content))
+    # Entities are never expanded (resolve_entities=False), but an unexpanded reference left in the tree
+    # makes lxml's C14N (used for comparisons) raise, a declared entity would be dropped silently, and a
+    # declared external entity (<!ENTITY e SYSTEM 'file:///...'>) is a file read waiting for a parser that
+    # does expand it.  libvirt XML needs no DTD: refuse the document, naming what it declares.
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or any(True for _e in root.iter(etree.Entity)):
+        declared = ''
+        dtd = docinfo.internalDTD
+        for ent in (dtd.iterentities() if dtd is not None else []):
+            declared = ' (it declares %s %r: %s)' % ('external entity' if ent.system_url else 'entity', ent.name,
+                                                    ent.system_url or ent.content)
+            break
+        raise ModelError('XML with a <!DOCTYPE> or entity references is refused (options xml, '
+                         'extra_xml, metadata)%s: libvirt XML needs neither, and entities could read '
+                         'files on the host; remove the DOCTYPE and the &name; references' % declared)
     return root
 
 

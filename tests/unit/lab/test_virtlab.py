@@ -139,3 +139,78 @@ def test_lab_default_name(monkeypatch):
     assert virtlab.Lab().name == "lab"
     monkeypatch.setenv("VIRTLAB_NAME", "net")
     assert virtlab.Lab().name == "net"
+
+
+# ---- real target Pythons (pytargets.py) and the el8 persona ---------------------------------
+import pytargets  # noqa: E402  (tests/lab is on sys.path above)
+
+
+def test_el8_persona_table():
+    p = virtlab.PERSONAS["el8"]
+    assert p["osrelease"] == "4.18.0-553.el8_10.x86_64"
+    assert p["release_files"]["/etc/redhat-release"] == "Rocky Linux release 8.10 (Green Obsidian)\n"
+    assert 'PLATFORM_ID="platform:el8"' in p["release_files"]["/etc/os-release"]
+    assert p["iptables"] is None  # the real nft backend, no version wrapper
+    assert {"xtables-legacy-multi", "iptables-legacy", "ip6tables-legacy-restore"} <= set(p["hide_sbin"])
+    assert "nf_conntrack_ipv4" in p["modules"] and "nf_log_syslog" not in p["modules"]
+    assert pytargets.PERSONA_TARGETS == {"el7": "py27", "el8": "py36"}
+
+
+@pytest.mark.parametrize("persona,module,rc", [("el8", "nft_chain_nat", 0), ("el8", "nf_log_syslog", 1)])
+def test_el8_modprobe(tmp_path, persona, module, rc):
+    p = _sh(virtlab.modprobe_script(persona), [module], tmp_path)
+    assert p.returncode == rc, p.stderr
+    if rc:
+        assert "4.18.0-553.el8_10.x86_64" in p.stderr
+
+
+def _inventory(persona):
+    hosts = [{"name": "%s-1" % persona, "persona": persona, "mgmt_ip": "172.31.255.10",
+              "netns": "vn-x-%s-1" % persona, "bond0_ip": "10.44.32.10"}]
+    return yaml.safe_load(virtlab.render_inventory("x", hosts, "/k", "vn-x-mgmt", relay="/r.py"))[
+        "all"]["children"]["hypervisors"]["hosts"]["%s-1" % persona]
+
+
+def test_inventory_uses_real_target_python_when_built(monkeypatch):
+    monkeypatch.setattr(pytargets, "interpreter", lambda t: "/var/cache/virtlab/pytargets/%s/bin/python" % t)
+    h = _inventory("el7")
+    assert h["virtlab_target_python"] == "/var/cache/virtlab/pytargets/py27/bin/python"
+    assert h["virtlab_target_python_version"] == "2.7.18"
+    assert h["ansible_python_interpreter"] == (
+        "{{ virtlab_target_python if ansible_version.full is version('2.17', '<') else '/usr/bin/python3' }}")
+    assert _inventory("el8")["virtlab_target_python_version"] == "3.6.15"
+    assert _inventory("debian12")["ansible_python_interpreter"] == "/usr/bin/python3"
+
+
+def test_inventory_falls_back_with_reason_when_not_built(monkeypatch):
+    monkeypatch.setattr(pytargets, "interpreter", lambda t: None)
+    monkeypatch.setattr(pytargets, "pyenv_prefix", lambda v: (None, "pyenv is not installed"))
+    h = _inventory("el7")
+    assert h["ansible_python_interpreter"] == "/usr/bin/python3" and h["virtlab_target_python"] == ""
+    assert h["virtlab_target_python_skip"] == "pyenv is not installed"
+
+
+def test_pytargets_recipe_key_names_versions_and_changes_with_the_recipe(monkeypatch):
+    key = pytargets.recipe_key("py27")
+    assert key.startswith("py27-cpython2.7.18-libvirt5.10.0-lxml4.9.4-")
+    monkeypatch.setitem(pytargets.TARGETS, "py27", dict(pytargets.TARGETS["py27"], wheels=["lxml==4.9.3"]))
+    assert pytargets.recipe_key("py27") != key
+
+
+def test_generator_patch_drops_apis_newer_than_the_binding(tmp_path):
+    """The patch, applied to the block of libvirt-python 5.10.0's generator.py it targets, makes
+    the parser forget a <function> whose version is newer than 5.10.0 and keep older ones."""
+    old = pytargets.GENERATOR_PATCH[0][0]
+    (tmp_path / "generator.py").write_text(
+        "class P:\n    def start(self, attrs):\n        if True:\n            self.function = attrs['name']\n" + old
+        + "        return self.function\n")
+    pytargets.patch_generator(str(tmp_path))
+    ns = {}
+    exec(compile((tmp_path / "generator.py").read_text(), "generator.py", "exec"), ns)
+    start = ns["P"]().start
+    assert start({"name": "virDomainDefineXML", "module": "m", "version": "0.1.1"}) == "virDomainDefineXML"
+    assert start({"name": "virNodeDeviceDefineXML", "module": "m", "version": "7.3.0"}) is None
+    assert start({"name": "virDomainSetLaunchSecurityState", "module": "m", "version": "5.10.1"}) is None
+    (tmp_path / "generator.py").write_text("# another release's generator\n")
+    with pytest.raises(RuntimeError):
+        pytargets.patch_generator(str(tmp_path))  # a changed sdist is noticed, not half-patched

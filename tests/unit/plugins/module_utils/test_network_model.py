@@ -278,3 +278,25 @@ def test_validate_rejects_network_names_libvirt_refuses(name):
 ])
 def test_validate_accepts_edge_cases(params):
     assert N.validate(N.model_from_params(dict(params, name='ok')))
+
+
+XXE = ("<?xml version='1.0'?>\n<!DOCTYPE network [<!ENTITY e SYSTEM 'file:///etc/hostname'>]>\n"
+       "<network><name>xxe</name><description>&e;</description></network>")
+
+
+@pytest.mark.parametrize('text', [
+    XXE,
+    "<!DOCTYPE network><network><name>d</name></network>",
+    "<!DOCTYPE network [<!ENTITY big 'x'>]><network><name>&big;</name></network>",
+], ids=['external-entity', 'bare-doctype', 'internal-entity'])
+def test_doctype_and_entities_are_refused(text):
+    """Found on the lab's real Python 2.7 / lxml 4.9 target (and 3.11 / lxml 4.9.2): an entity
+    reference made the C14N comparison raise (a traceback, not a message). Now refused, naming the
+    options and the fix; nothing is read from the file."""
+    with pytest.raises(ModelError) as exc:
+        N.model_from_params({'xml': text})
+    msg = str(exc.value)
+    assert 'DOCTYPE' in msg and 'options xml, extra_xml, metadata' in msg and 'remove' in msg
+    with pytest.raises(ModelError) as exc:  # the same through extra_xml (parsed when rendered)
+        N.to_xml(N.model_from_params({'name': 'x', 'extra_xml': [XXE.split('\n', 1)[1]]}))
+    assert 'DOCTYPE' in str(exc.value)
