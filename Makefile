@@ -29,11 +29,11 @@ export PATH := $(VENV)/bin:$(PATH)
 APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
   dnsmasq-base iptables nftables openssh-server openssh-client iproute2 python3-libvirt \
   python3-lxml python3-venv bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping \
-  gcc libc6-dev patchelf shellcheck
+  gcc libc6-dev patchelf shellcheck mmdebstrap
 
 .PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
   molecule test demo lab-up lab-down bench build collection-check clean \
-  pytargets venv-2.21 sanity-2.21 compat-2.21 integration-targets
+  pytargets rootfs integration-userlands venv-2.21 sanity-2.21 compat-2.21 integration-targets
 
 help:
 	@echo "make demo      - bring up a lab hypervisor, trace a NAT'd guest connection, explain it"
@@ -73,7 +73,7 @@ link:
 unit: venv link
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
-integration: deps
+integration: deps rootfs
 	@rm -rf $(BUILD)/reliability
 	$(PY) -m pytest -q -m integration -n $(IT_WORKERS) --dist load --durations=15 tests/integration $(PYTEST_ARGS)
 	@$(PY) tests/integration/reliability.py
@@ -119,6 +119,11 @@ SMOKE_IT   := tests/integration/test_lab.py tests/integration/test_nf_log.py \
 pytargets: venv
 	@$(PY) tests/lab/pytargets.py build
 
+# real Debian 11 and 13 root filesystems for the debian11/debian13/el10 personas (cached in
+# /var/cache/virtlab/rootfs, rebuilt when the package list changes; about 25 s each from cold)
+rootfs: apt
+	@$(PYTHON) tests/lab/rootfs.py build >/dev/null
+
 venv-2.21: $(VENV221)/.stamp
 $(VENV221)/.stamp: tests/requirements-2.21.txt
 	@if [ -z "$(PY313)" ]; then echo "SKIP venv-2.21: no CPython 3.13 (pyenv 3.13.0) for the 2.21 controller"; exit 0; fi; \
@@ -134,11 +139,21 @@ sanity-2.21: venv-2.21
 # 2.16 lane: the libvirt module suites on el7 (real Python 2.7) and el8 (real Python 3.6), two labs
 # side by side (logs in build/it-2.16-*.log).
 integration-targets: deps pytargets venv-2.16
-	@rc=0; for t in el7 el8; do \
+	@mkdir -p $(BUILD); rc=0; for t in el7 el8; do \
 	  VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-$$t VIRTLAB_TARGET=$$t $(VENV216)/bin/python -m pytest -q -m integration \
 	    -p no:cacheprovider --durations=5 $(TARGETS_IT) $(PYTEST_ARGS) > $(BUILD)/it-2.16-$$t.log 2>&1 & \
 	done; for t in el7 el8; do wait -n || rc=1; done; \
 	for t in el7 el8; do echo "--- ansible-core 2.16, VIRTLAB_TARGET=$$t"; tail -n 25 $(BUILD)/it-2.16-$$t.log; done; exit $$rc
+
+# The libvirt module suites on the real Debian 11 / 13 userlands (libvirt 7.0 / 11.3, Python 3.9 / 3.13)
+# and on el10 (libvirt's nftables backend), under the default lane, three labs side by side.
+USERLANDS ?= debian11 debian13 el10
+integration-userlands: deps rootfs
+	@mkdir -p $(BUILD); rc=0; for t in $(USERLANDS); do \
+	  VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-$$t VIRTLAB_TARGET=$$t $(PY) -m pytest -q -m integration \
+	    -p no:cacheprovider -p no:xdist --durations=5 $(TARGETS_IT) $(PYTEST_ARGS) > $(BUILD)/it-$$t.log 2>&1 & \
+	done; for t in $(USERLANDS); do wait -n || rc=1; done; \
+	for t in $(USERLANDS); do echo "--- VIRTLAB_TARGET=$$t"; tail -n 25 $(BUILD)/it-$$t.log; done; exit $$rc
 
 # 2.21 lane: unit tests, the integration smoke set (debian12 and the netfilter personas), sanity.
 compat-2.21: venv-2.21 link
@@ -182,6 +197,7 @@ test: deps
 	@echo "=== molecule";    $(MAKE) --no-print-directory molecule
 	@echo "=== compat";      $(MAKE) --no-print-directory compat
 	@echo "=== 2.16 targets"; $(MAKE) --no-print-directory integration-targets
+	@echo "=== userlands";  $(MAKE) --no-print-directory integration-userlands
 	@echo "=== compat 2.21"; $(MAKE) --no-print-directory compat-2.21
 
 ## --- lab, demo, bench ---------------------------------------------------------------------

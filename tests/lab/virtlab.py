@@ -32,7 +32,8 @@ import sys
 import threading
 import time
 
-import pytargets
+import pytargets  # tests/lab/pytargets.py: real CPython 2.7 / 3.6 targets (personas el7, el8)
+import rootfs  # tests/lab/rootfs.py: the real Debian 11/13 userlands (personas debian11, debian13, el10)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELAY = os.path.join(HERE, "relay.py")
@@ -159,6 +160,7 @@ PERSONAS = {
         "sysctl_map": {"ipt_LOG": "nf_log_ipv4", "ip6t_LOG": "nf_log_ipv6"},
     },
 }
+PERSONAS.update(rootfs.personas(PERSONAS["debian12"]["modules"], PERSONAS["debian12"]["modprobe_fatal"]))
 HIDE_PYTHON = ["python", "python2", "python2.7", "python3", "python3.11", "pydoc3", "pydoc3.11",
                "python3-config", "python3.11-config", "py3compile", "py3clean"]
 HIDE_NFT = ["nft", "iptables-nft", "iptables-nft-save", "iptables-nft-restore", "ip6tables-nft",
@@ -756,28 +758,32 @@ class Lab(object):
             "",
         ]))
         s = ["set -e", "H=%s" % q(hdir)]
-        # this netns' sysfs (libvirt reads /sys/class/net), hostname
-        s.append("mount -t sysfs sysfs /sys")
-        s.append("hostname %s" % q(host))
-        # drop references to other namespaces' files copied into this mount namespace
-        s.append("umount -l /run/netns 2>/dev/null || true")
-        s.append("for d in /run/virtnet-*/ns; do umount -l \"$d\" 2>/dev/null || true; done")
-        # writable views of /etc, /usr/bin, /usr/sbin private to this host (overlayfs)
-        s.append("mount -t overlay overlay -o lowerdir=/etc,upperdir=$H/ovl/etc/u,workdir=$H/ovl/etc/w /etc")
-        s.append("mount -t overlay overlay -o lowerdir=/usr/bin,upperdir=$H/ovl/bin/u,workdir=$H/ovl/bin/w /usr/bin")
-        s.append("mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir=$H/ovl/sbin/u,workdir=$H/ovl/sbin/w /usr/sbin")
-        # private /run (keeps the lab dir), /tmp, /root, libvirt state
-        s.append("mkdir -p $H/newrun && mount -t tmpfs -o mode=755,size=64m tmpfs $H/newrun")
-        s.append("mkdir -p $H/newrun/%s $H/newrun/sshd $H/newrun/lock $H/newrun/libvirt $H/newrun/user $H/newrun/mount"
-                 % q(os.path.basename(self.dir)))
-        s.append("mount --bind %s $H/newrun/%s" % (q(self.dir), q(os.path.basename(self.dir))))
-        s.append("mount --move $H/newrun /run")
-        s.append("mount --bind $H/tmp /tmp")
-        s.append("mount --bind $H/root /root")
-        s.append("mount --bind $H/var-lib-libvirt /var/lib/libvirt")
-        s.append("mkdir -p /var/log/libvirt /var/cache/libvirt 2>/dev/null || true")
-        s.append("mount --bind $H/var-log-libvirt /var/log/libvirt")
-        s.append("[ -d /var/cache/libvirt ] && mount --bind $H/var-cache-libvirt /var/cache/libvirt || true")
+        if p.get("rootfs"):  # `/` is an overlay of a real Debian tree (rootfs.py); then the common part
+            s += rootfs.setup_prelude(rootfs.build(p["rootfs"]), hdir, self.dir)
+            s.append("hostname %s" % q(host))
+        else:
+            # this netns' sysfs (libvirt reads /sys/class/net), hostname
+            s.append("mount -t sysfs sysfs /sys")
+            s.append("hostname %s" % q(host))
+            # drop references to other namespaces' files copied into this mount namespace
+            s.append("umount -l /run/netns 2>/dev/null || true")
+            s.append("for d in /run/virtnet-*/ns; do umount -l \"$d\" 2>/dev/null || true; done")
+            # writable views of /etc, /usr/bin, /usr/sbin private to this host (overlayfs)
+            s.append("mount -t overlay overlay -o lowerdir=/etc,upperdir=$H/ovl/etc/u,workdir=$H/ovl/etc/w /etc")
+            s.append("mount -t overlay overlay -o lowerdir=/usr/bin,upperdir=$H/ovl/bin/u,workdir=$H/ovl/bin/w /usr/bin")
+            s.append("mount -t overlay overlay -o lowerdir=/usr/sbin,upperdir=$H/ovl/sbin/u,workdir=$H/ovl/sbin/w /usr/sbin")
+            # private /run (keeps the lab dir), /tmp, /root, libvirt state
+            s.append("mkdir -p $H/newrun && mount -t tmpfs -o mode=755,size=64m tmpfs $H/newrun")
+            s.append("mkdir -p $H/newrun/%s $H/newrun/sshd $H/newrun/lock $H/newrun/libvirt $H/newrun/user $H/newrun/mount"
+                     % q(os.path.basename(self.dir)))
+            s.append("mount --bind %s $H/newrun/%s" % (q(self.dir), q(os.path.basename(self.dir))))
+            s.append("mount --move $H/newrun /run")
+            s.append("mount --bind $H/tmp /tmp")
+            s.append("mount --bind $H/root /root")
+            s.append("mount --bind $H/var-lib-libvirt /var/lib/libvirt")
+            s.append("mkdir -p /var/log/libvirt /var/cache/libvirt 2>/dev/null || true")
+            s.append("mount --bind $H/var-log-libvirt /var/log/libvirt")
+            s.append("[ -d /var/cache/libvirt ] && mount --bind $H/var-cache-libvirt /var/cache/libvirt || true")
         # libvirt config: default network defined + autostart, qemu as root without cgroups/namespaces
         s.append("mkdir -p /etc/libvirt/qemu/networks/autostart")
         s.append("[ -f /etc/libvirt/qemu/networks/default.xml ] || "
@@ -825,6 +831,7 @@ class Lab(object):
             if not p["python"].startswith("/usr/bin/python3"):
                 for b in HIDE_PYTHON:
                     s.append("rm -f /usr/bin/%s" % b)
+        s += rootfs.persona_setup(persona, p)
         return "\n".join(s) + "\n"
 
     def _write_inventory(self):

@@ -107,6 +107,14 @@ class NetworkManager(object):
             self.module.warn(w)
         self.module.exit_json(**self.result)
 
+    def _libvirt_version(self):
+        try:
+            return self.conn.getLibVersion()
+        except Exception as err:  # pylint: disable=broad-except
+            if not is_libvirt_error(err) and not isinstance(err, AttributeError):
+                raise
+            return None
+
     def _change(self, what, how):
         self.result['changes'].append({'what': what, 'how': how})
         self.result['changed'] = True
@@ -136,7 +144,7 @@ class NetworkManager(object):
 
         self._check_host(desired, current, net, will_be_active)
 
-        plan = plan_definition(current, desired, active, will_be_active)
+        plan = plan_definition(current, desired, active, will_be_active, self._libvirt_version())
         if net is not None and not persistent:
             plan.redefine = True
             plan.add('persistent definition', 'redefine')

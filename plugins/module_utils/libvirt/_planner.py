@@ -192,12 +192,37 @@ def differing_keys(a, b):
     return [k for k in MODEL_KEYS if a.get(k) != b.get(k)]
 
 
-def plan_definition(current, desired, active, will_be_active):
+# libvirt before 9.0 (seen on 7.0, Debian 11) refuses to add a DNS host live when another <host> record
+# of the network has one of its hostnames ("there is already at least one DNS HOST record with a
+# matching field"); 9.0 and 11.3 accept it.  Such a change goes through a restart there.
+DNS_HOST_SHARED_NAME_LIVE = 9000000
+
+
+def _refused_live(ops, des, libvirt_version):
+    """What of ``ops`` this libvirt refuses to apply live (reasons), judged before anything is touched."""
+    if not libvirt_version or libvirt_version >= DNS_HOST_SHARED_NAME_LIVE:
+        return []
+    reasons = []
+    hosts = (des.get('dns') or {}).get('hosts') or []
+    for op in ops:
+        if op.section != SECTION_DNS_HOST or op.command != CMD_ADD_LAST:
+            continue
+        elem = etree.fromstring(op.xml)
+        mine = set(elem.xpath('hostname/text()'))
+        others = [h for h in hosts if h.get('ip') != elem.get('ip')]
+        if any(mine & set(h.get('hostnames') or []) for h in others):
+            reasons.append('%s: libvirt %d.%d cannot add a DNS host live whose hostname another record has'
+                           % (op.what, libvirt_version // 1000000, libvirt_version // 1000 % 1000))
+    return reasons
+
+
+def plan_definition(current, desired, active, will_be_active, libvirt_version=None):
     """Plan the definition part of a change.
 
     ``current``: model of the persistent definition (None: not defined);
     ``desired``: the declared model; ``active``: the network runs now;
-    ``will_be_active``: it must run afterwards.
+    ``will_be_active``: it must run afterwards; ``libvirt_version``: virConnectGetLibVersion()
+    (None: assume the newest), for what older libvirt refuses to do live.
     """
     plan = Plan()
     if current is None:
@@ -219,6 +244,14 @@ def plan_definition(current, desired, active, will_be_active):
             plan.add('network %s' % desired.get('name'), 'restart')
         return plan
     ops = live_ops(cur, des)
+    refused = _refused_live(ops, des, libvirt_version) if active and will_be_active else []
+    if refused:
+        plan.redefine = True
+        for op in ops:
+            plan.add(op.what, 'redefine')
+        plan.restart_reasons = refused
+        plan.add('network %s' % desired.get('name'), 'restart')
+        return plan
     if active and will_be_active:
         plan.live_ops = ops
         for op in ops:

@@ -59,8 +59,9 @@ def parse_xml(text):
         declared = ''
         dtd = docinfo.internalDTD
         for ent in (dtd.iterentities() if dtd is not None else []):
-            declared = ' (it declares %s %r: %s)' % ('external entity' if ent.system_url else 'entity', ent.name,
-                                                    ent.system_url or ent.content)
+            url = getattr(ent, 'system_url', None)  # lxml >= 5 (Debian 11 has 4.6)
+            declared = ' (it declares %s %r%s)' % ('external entity' if url or ent.content is None else 'entity',
+                                                   ent.name, ': %s' % (url or ent.content) if url or ent.content else '')
             break
         raise ModelError('XML with a <!DOCTYPE> or entity references is refused (options xml, '
                          'extra_xml, metadata)%s: libvirt XML needs neither, and entities could read '

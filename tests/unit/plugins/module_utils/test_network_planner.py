@@ -199,3 +199,22 @@ def test_iptables_rules_with_counters_and_family():
 def test_libvirt_firewall_backend_from_network_conf():
     assert H.libvirt_firewall_backend('#firewall_backend = "iptables"\nfirewall_backend = "nftables"\n') == 'nftables'
     assert H.libvirt_firewall_backend('# nothing set\n') is None
+
+
+def test_dns_host_sharing_a_hostname_needs_a_restart_before_libvirt_9():
+    """libvirt 7.0 (Debian 11) refuses a live DNS host whose hostname another record has; 9.0 accepts."""
+    cur = N.model_from_params(dict(name='n', ips=[{'address': '192.168.190.1', 'prefix': 24}],
+                                   dns={'hosts': [{'ip': '192.168.190.7', 'hostnames': ['seven']}]}))
+    des = N.model_from_params(dict(name='n', ips=[{'address': '192.168.190.1', 'prefix': 24}],
+                                   dns={'hosts': [{'ip': '192.168.190.7', 'hostnames': ['seven']},
+                                                  {'ip': 'fd00:190::7', 'hostnames': ['seven']}]}))
+    new = P.plan_definition(cur, des, True, True, libvirt_version=9000000)
+    assert [op.as_dict()['section'] for op in new.live_ops] == ['dns-host'] and not new.restart_reasons
+    old = P.plan_definition(cur, des, True, True, libvirt_version=7000000)
+    assert old.live_ops == [] and old.redefine
+    assert old.restart_reasons == ['DNS host fd00:190::7 (seven) added: libvirt 7.0 cannot add a DNS host live '
+                                   'whose hostname another record has']
+    other = N.model_from_params(dict(name='n', ips=[{'address': '192.168.190.1', 'prefix': 24}],
+                                     dns={'hosts': [{'ip': '192.168.190.7', 'hostnames': ['seven']},
+                                                    {'ip': '192.168.190.8', 'hostnames': ['eight']}]}))
+    assert P.plan_definition(cur, other, True, True, libvirt_version=7000000).live_ops
