@@ -109,8 +109,14 @@ networks:
         backend_source: network.conf
         iptables: []
         nftables:
-          - {backend: nftables, family: ipv4, table: libvirt_network, chain: guest_nat, handle: 16, packets: 3,
-             bytes: 180, rule: "meta l4proto tcp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade to :1024-65535"}
+          - backend: nftables
+            family: ipv4
+            table: libvirt_network
+            chain: guest_nat
+            handle: 16
+            packets: 3
+            bytes: 180
+            rule: "meta l4proto tcp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade to :1024-65535"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
