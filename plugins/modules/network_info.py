@@ -100,7 +100,7 @@ networks:
         - C(iptables) and C(nftables) are lists of the same shape, {backend, family, table, chain, rule, packets,
           bytes}; C(rule) is the C(-A CHAIN ...) line of C(iptables-save -c), or the nft rule text without its
           counter and handle (which nftables entries have as C(handle)).
-        - C(backend) is the firewall backend libvirt uses for it, read from the host: C(firewall_backend) of
+        - C(backend) is the firewall backend libvirt uses for it, read from the host. It is C(firewall_backend) of
           C(/etc/libvirt/network.conf) (libvirt 10.4 and later; C(backend_source=network.conf)), else where its
           rules are (C(LIBVIRT_*) chains or the C(libvirt_network) nft tables; C(backend_source=rules)).
       type: dict
