@@ -673,7 +673,7 @@ def test_live_dhcp_host_is_served_and_leased(lab, run):
 def test_network_info_firewall_rules_match_the_hosts_own_listing(lab, run):
     """network_info's firewall rules for the default network are those of the backend libvirt really uses
     (nftables on el10: network.conf; iptables on the others), rule for rule with the host's own listing."""
-    fw = [n for n in run(module=INFO, name='default')['networks']][0]['firewall']
+    fw = run(module=INFO, name='default')['networks'][0]['firewall']
     conf = lab.exec(HOST, ['sh', '-c', 'cat /etc/libvirt/network.conf 2>/dev/null || true']).stdout
     if re.search(r'^\s*firewall_backend\s*=\s*"nftables"', conf, re.M):
         assert (fw['backend'], fw['backend_source']) == ('nftables', 'network.conf'), fw
