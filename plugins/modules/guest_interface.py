@@ -345,7 +345,8 @@ live:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+    connect, connection_lost_msg, is_connection_lost, is_libvirt_error)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._domain import (
     GuestInterfaceError, GuestInterfaceManager)
 
@@ -402,6 +403,12 @@ def main():
         for warning in manager.warnings:
             module.warn(warning)
         module.fail_json(msg=err.msg, changes=manager.changes, **err.extra)
+    except Exception as err:  # pylint: disable=broad-except
+        if not (is_libvirt_error(err) and is_connection_lost(err)):
+            raise
+        module.fail_json(msg=connection_lost_msg(err, 'talking to libvirt about domain %s' % module.params['domain'], [],
+                                                 'it does only what is still missing.'),
+                         changes=manager.changes, changed=bool(manager.changes))
     diff = result.pop('diff')
     for warning in result.pop('warnings'):
         module.warn(warning)

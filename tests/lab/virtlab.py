@@ -730,6 +730,41 @@ class Lab(object):
             raise LabError("libvirtd on %s: default network not active: %s" % (host, last))
         _write(done, "%f\n" % time.time())
 
+    def restart_daemon(self, host, daemon="libvirtd"):
+        """Start ``daemon`` (virtlogd, libvirtd or sshd) of ``host`` again as ``up`` starts it, killing
+        it first (SIGKILL) if it still runs: what systemd's Restart= does after a crash. For libvirtd,
+        waits (60 s at most) until it answers ``virsh list``. Returns the new pid."""
+        cmds = {"virtlogd": lambda pf: ["virtlogd", "-d", "-p", pf],
+                "libvirtd": lambda pf: ["libvirtd", "-d", "-p", pf],
+                "sshd": lambda pf: ["/usr/sbin/sshd", "-f", os.path.join(self.dir, "hosts", host, "sshd_config")]}
+        if daemon not in cmds:
+            raise LabError("restart_daemon: daemon must be one of %s" % ", ".join(sorted(cmds)))
+        self._host(host)
+        pidfile = os.path.join(self.dir, "hosts", host, "pids", daemon + ".pid")
+        if _alive(pidfile):
+            with open(pidfile) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.time() + 10
+            while os.path.exists("/proc/%d" % pid) and not _zombie(pid) and time.time() < deadline:
+                time.sleep(0.05)
+        self.exec(host, cmds[daemon](pidfile))
+        deadline = time.time() + 60
+        last = ""
+        while time.time() < deadline:
+            if daemon != "libvirtd" and _alive(pidfile):
+                break
+            if daemon == "libvirtd":
+                p = self.virsh(host, "list", "--all", check=False, timeout=20)
+                last = p.stdout + p.stderr
+                if p.returncode == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            raise LabError("%s on %s did not come back within 60 s: %s" % (daemon, host, last))
+        with open(pidfile) as f:
+            return int(f.read().split()[0])
+
     def _setup_script(self, host, persona, hdir):
         p = PERSONAS[persona]
         q = shlex.quote

@@ -194,3 +194,29 @@ def connect(module, uri=None):
 
 def is_libvirt_error(exc):
     return HAS_LIBVIRT and isinstance(exc, libvirt.libvirtError)
+
+
+_LOST_RE = re.compile(r'end of file while reading data|client socket is closed|connection reset by peer'
+                      r'|broken pipe|cannot recv data|cannot write data', re.IGNORECASE)
+
+
+def is_connection_lost(exc):
+    """True when a libvirt call failed because the daemon went away (killed, crashed, restarted)
+    while we were connected: the outcome of the call in flight is unknown."""
+    if exc is None:
+        return False
+    code, domain = libvirt_error_code(exc), libvirt_error_domain(exc)
+    if code == VIR_ERR_INVALID_CONN:
+        return True
+    return bool(_LOST_RE.search(libvirt_error_msg(exc))) and domain in (VIR_FROM_RPC, None)
+
+
+def connection_lost_msg(exc, doing, done, rerun):
+    """The message for a libvirt call cut by the daemon's death: what was in flight, what was done
+    before, and what the next run does."""
+    msg = ('lost the connection to libvirtd while %s (libvirtd stopped, crashed or was restarted: %s). '
+           % (doing, libvirt_error_msg(exc)))
+    msg += ('Done before: %s. ' % '; '.join(done)) if done else 'Nothing was done before that. '
+    msg += ('Whether "%s" happened is unknown. Once libvirtd is back, run the task again: %s'
+            % (doing, rerun))
+    return msg

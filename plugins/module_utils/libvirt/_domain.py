@@ -23,6 +23,8 @@ import os
 import re
 import time
 
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+    is_connection_lost, connection_lost_msg)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
     DEFAULT_MODEL,
     READONLY_KEYS,
@@ -452,6 +454,8 @@ class GuestInterfaceManager:
             else:
                 dom.updateDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)
         except Exception as exc:
+            self._lost(exc, '%s the interface on running domain %s'
+                       % ('hot-plugging' if kind == 'attach' else 'updating', self.params['domain']))
             code = _err_code(exc)
             if kind == 'update' and code in (VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_CONFIG_UNSUPPORTED):
                 self.changes[:] = [c for c in self.changes if c['target'] != 'live']
@@ -463,6 +467,17 @@ class GuestInterfaceManager:
                           _err_msg(exc)), libvirt_error=_err_msg(exc))
         self.live['status'] = 'applied'
 
+    def _lost(self, exc, doing):
+        """libvirtd went away during a change: say so (its outcome is unknown), never "nothing was changed"."""
+        if not is_connection_lost(exc):
+            return
+        done = ['%s %s' % (c['target'], c['action']) for c in self.changes
+                if c['target'] == 'live' and self.live.get('status') == 'applied']
+        self._fail(connection_lost_msg(exc, doing, done,
+                                       'it compares the live and persistent interfaces with what you declared '
+                                       'and does only what is missing (no second device with the same MAC).'),
+                   interrupted=doing, changed=True)
+
     def _apply_config(self, dom, old_elem, new_elem, diffs):
         try:
             if old_elem is None:
@@ -470,6 +485,7 @@ class GuestInterfaceManager:
             elif diffs:
                 dom.updateDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
         except Exception as exc:
+            self._lost(exc, 'writing the interface to the configuration of domain %s' % self.params['domain'])
             self.changes[:] = [c for c in self.changes if c['target'] == 'live' or c['action'] == 'memory_backing']
             self._fail('cannot change the configuration of domain %s: %s'
                        % (self.params['domain'], _err_msg(exc)), changes=self.changes)

@@ -25,7 +25,7 @@ __metaclass__ = type
 import traceback
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
-    libvirt_error_msg, is_libvirt_error)
+    libvirt_error_msg, is_libvirt_error, is_connection_lost, connection_lost_msg)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network import (
     ModelError, from_xml, to_xml, model_from_params, validate, merge_generated, public_model,
     subnets, MANAGED_BRIDGE_MODES, MODEL_KEYS)
@@ -70,6 +70,11 @@ class NetworkManager(object):
         self.result = {'changed': False, 'changes': []}
         self.warnings = []
         self.applied = []   # what was really done on the host, in order (a failed run reports it)
+        self.doing = None   # the libvirt change in flight (its outcome is unknown if libvirtd dies meanwhile)
+
+    def _did(self, what):
+        self.applied.append(what)
+        self.doing = None
 
     # ---------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -97,6 +102,14 @@ class NetworkManager(object):
         except Exception as err:
             if not is_libvirt_error(err):
                 raise
+            if is_connection_lost(err):
+                res = self._failed_result()
+                res['changed'] = bool(self.applied or self.doing)
+                res['interrupted'] = self.doing
+                self.module.fail_json(msg=connection_lost_msg(
+                    err, self.doing or 'reading the state of the network', self.applied,
+                    'it starts from what libvirt has then (the old or the new definition, active or not), '
+                    'converges, and puts the running guests\' ports back on the bridge.'), **res)
             msg = 'libvirt error: %s' % libvirt_error_msg(err)
             if self.applied:
                 msg += ' (done before the error: %s)' % '; '.join(self.applied)
@@ -163,8 +176,15 @@ class NetworkManager(object):
             self.result['live_updates'] = [op.as_dict() for op in plan.live_ops]
         restart = bool(plan.restart_reasons)
         stop = active and not will_be_active
+        orphans = []
         if will_be_active and not active:
             self._change('network %s' % name, 'start')
+            # running guests whose taps were left off any bridge (the network stopped under them, e.g.
+            # libvirtd killed during a restart): put back on the bridge once the network is started
+            links = set(self.host.host_links())
+            orphans = sorted(p for p in self.host.running_guest_ports(self.conn, name, None) if p in links)
+            if orphans:
+                self._change('ports of running guests: %s' % ', '.join(orphans), 'reattach')
         if stop:
             self._change('network %s' % name, 'stop')
         autostart = p.get('autostart')
@@ -189,34 +209,41 @@ class NetworkManager(object):
         else:
             for op in plan.live_ops:
                 try:
+                    self.doing = 'live update: %s' % op.what
                     net.update(op.command, op.section, op.parent_index, op.xml, AFFECT_LIVE | AFFECT_CONFIG)
                 except Exception as err:
-                    if not is_libvirt_error(err):
+                    if not is_libvirt_error(err) or is_connection_lost(err):
                         raise
                     self.fail('live update failed (%s): %s' % (op.what, libvirt_error_msg(err)),
                               failed_update=op.as_dict())
-                self.applied.append('live update: %s' % op.what)
+                self._did('live update: %s' % op.what)
             created = False
             if plan.redefine:
                 created = net is None
+                self.doing = 'defining network %s' % name
                 net = self.conn.networkDefineXML(after_xml)
-                self.applied.append('defined network %s' % name if created else 'redefined network %s' % name)
+                self._did('defined network %s' % name if created else 'redefined network %s' % name)
             if stop:
+                self.doing = 'stopping network %s' % name
                 net.destroy()
-                self.applied.append('stopped network %s' % name)
+                self._did('stopped network %s' % name)
             elif will_be_active and not active:
                 self._start(net, name, created)
+                if orphans:
+                    self._reattach_orphans(net, orphans)
         if autostart is not None and autostart != cur_autostart:
+            self.doing = 'setting autostart of %s' % name
             net.setAutostart(1 if autostart else 0)
-            self.applied.append('autostart %s' % ('on' if autostart else 'off'))
+            self._did('autostart %s' % ('on' if autostart else 'off'))
         self._finish(net)
 
     def _start(self, net, name, created):
         """Start; a network this run defined and libvirt cannot start is undefined again (nothing left)."""
+        self.doing = 'starting network %s' % name
         try:
             net.create()
         except Exception as err:
-            if not is_libvirt_error(err) or not created:
+            if not is_libvirt_error(err) or not created or is_connection_lost(err):
                 raise
             try:
                 net.undefine()
@@ -229,7 +256,24 @@ class NetworkManager(object):
             self.applied.pop()
             self.fail('libvirt could not start new network %s: %s. Its definition was removed again: nothing was '
                       'changed' % (name, libvirt_error_msg(err)))
-        self.applied.append('started network %s' % name)
+        self._did('started network %s' % name)
+
+    def _reattach_orphans(self, net, ports):
+        bridge = model_bridge(from_xml(net.XMLDesc(0)))
+        on_bridge = set(self.host.bridge_ports(bridge))
+        done = []
+        for port in ports:
+            if port in on_bridge or not bridge:
+                continue
+            rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', bridge])
+            if rc != 0:
+                self.warnings.append('could not put %s back on bridge %s: %s' % (port, bridge, err.strip()))
+                continue
+            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
+            done.append(port)
+        if done:
+            self._did('put %s back on bridge %s' % (', '.join(done), bridge))
+        self.result['reattached'] = done
 
     def _finish(self, net):
         xml = inactive_xml(net)
@@ -246,25 +290,28 @@ class NetworkManager(object):
         old_bridge = model_bridge(live)
         guests = self.host.running_guest_ports(self.conn, name, old_bridge)
         before = self.host.bridge_ports(old_bridge)
+        self.doing = 'stopping network %s for the restart' % name
         net.destroy()
-        self.applied.append('stopped network %s for the restart' % name)
+        self._did('stopped network %s for the restart' % name)
+        self.doing = 'redefining network %s' % name
         net = self.conn.networkDefineXML(new_xml)
-        self.applied.append('redefined network %s' % name)
+        self._did('redefined network %s' % name)
+        self.doing = 'starting network %s with the new definition' % name
         try:
             net.create()
         except Exception as err:
-            if not is_libvirt_error(err):
+            if not is_libvirt_error(err) or is_connection_lost(err):
                 raise
             reason = libvirt_error_msg(err)
             net = self.conn.networkDefineXML(old_xml)
-            self.applied.append('restored the previous definition of %s' % name)
+            self._did('restored the previous definition of %s' % name)
             net.create()
-            self.applied.append('started %s again with its previous definition' % name)
+            self._did('started %s again with its previous definition' % name)
             self._reattach(net, before, guests, old_bridge)
             self.fail('libvirt could not start network %s with the new definition: %s. The previous definition '
                       'was restored and started again, its ports put back: %s'
                       % (name, reason, ', '.join(self.result['restart']['reattached']) or 'none'))
-        self.applied.append('started network %s' % name)
+        self._did('started network %s' % name)
         return self._reattach(net, before, guests, old_bridge)
 
     def _reattach(self, net, before, guests, old_bridge=None):
