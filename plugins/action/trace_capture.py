@@ -195,7 +195,10 @@ class ActionModule(ActionModuleBase):
             lifetime = p['lifetime']
         res = module.run_script(cap.START_SCRIPT, args=[cid, plan['source'], plan['tool'], plan['file'] or 'auto',
                                                         lifetime], what='Starting the capture')
-        state = cap.parse_state(cap.parse_sections(res.stdout).get('state', []))
+        sections = cap.parse_sections(res.stdout)
+        for warning in cap.leftover_warnings(sections.get('leftover', [])):
+            module.warn(warning)
+        state = cap.parse_state(sections.get('state', []))
         if state.get('id') != cid:
             module.fail_json(msg='the capture did not start: unexpected output', stdout=res.stdout, stderr=res.stderr)
         return state

@@ -37,7 +37,7 @@ import secrets
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
 
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
-           'check_capture_id', 'marker', 'parse_sections', 'parse_state', 'parse_ifaces', 'parse_addrs',
+           'check_capture_id', 'marker', 'parse_sections', 'leftover_warnings', 'parse_state', 'parse_ifaces', 'parse_addrs',
            'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
            'nat_note', 'add_nat_notes', 'diagnose_empty', 'choose_source', 'choose_reader',
            'choose_monitor', 'trace_rules_in', 'KEEP_RE', 'LOSS_RE']
@@ -83,6 +83,17 @@ START_SCRIPT = r'''
 id=$1; src=$2; tool=$3; file=$4; life=$5
 d=/run; { [ -d "$d" ] && [ -w "$d" ]; } || d=/tmp
 st="$d/virtnet-capture-$id.state"
+# what earlier runs left (a start cut off, a stop that never came): a monitor that ended and whose start
+# never wrote its state is removed; the others are reported
+for x in /run /tmp; do
+  for f in "$x"/virtnet-capture-*.pid; do
+    [ -f "$f" ] || continue
+    o=${f##*/virtnet-capture-}; o=${o%.pid}; p=$(cat "$f" 2>/dev/null)
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then printf '@@leftover\nrunning %s %s\n' "$o" "$p"
+    elif [ -f "$x/virtnet-capture-$o.state" ]; then printf '@@leftover\nended %s %s\n' "$o" "$p"
+    else rm -f "$f" "/tmp/virtnet-capture-$o.log"; printf '@@leftover\nremoved %s %s\n' "$o" "$p"; fi
+  done
+done
 for x in /run /tmp; do
   [ -e "$x/virtnet-capture-$id.state" ] && { echo "capture $id is already running on this host" >&2; exit 3; }
 done
@@ -230,6 +241,26 @@ def parse_sections(text):
             out.setdefault(current, [])
         elif current is not None:
             out[current].append(line)
+    return out
+
+
+def leftover_warnings(lines):
+    """The ``@@leftover`` lines of START_SCRIPT -> one warning each."""
+    out = []
+    for line in lines:
+        words = line.split()
+        if len(words) < 2:
+            continue
+        what, cid, pid = words[0], words[1], (words[2] if len(words) > 2 else '?')
+        if what == 'removed':
+            out.append('removed what capture %s left on the host: its start was cut off before it returned, and '
+                       'its monitor (pid %s) had ended' % (cid, pid))
+        elif what == 'ended':
+            out.append('capture %s was never stopped and its monitor (pid %s) has ended (lifetime): '
+                       'action=stop capture_id=%s collects its lines and removes its files' % (cid, pid, cid))
+        elif what == 'running':
+            out.append('capture %s is still running on the host (monitor pid %s): it ends by itself after its '
+                       'lifetime, or action=stop capture_id=%s stops it' % (cid, pid, cid))
     return out
 
 

@@ -24,23 +24,48 @@ NET = 'virtops.virtnet.network'
 IFACE = 'virtops.virtnet.guest_interface'
 
 WATCHER = r'''
-import os, signal, sys, time
-mode, target, pidfile, deadline = sys.argv[1], sys.argv[2], sys.argv[3], time.time() + float(sys.argv[4])
-text = sys.argv[5] if len(sys.argv) > 5 else None
+import glob, os, signal, sys, time
+mode, target, text, action, pidfile = sys.argv[1:6]
+deadline = time.time() + float(sys.argv[6])
 def hit():
     if mode == 'gone':
         return not os.path.exists(target)
+    if mode == 'glob':
+        return bool(glob.glob(target))
+    if mode == 'proc':  # a process whose command line has every word of target
+        for pid in os.listdir('/proc'):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    cmd = f.read().replace(b'\0', b' ').decode('utf-8', 'replace')
+            except (IOError, OSError):
+                continue
+            if pid.isdigit() and int(pid) != os.getpid() and all(w in cmd for w in target.split('|')):
+                return True
+        return False
     try:
         with open(target) as f:
             return text in f.read()
     except (IOError, OSError):
         return False
+def children(ppid):
+    out = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/stat' % pid) as f:
+                if pid.isdigit() and int(f.read().rsplit(')', 1)[1].split()[1]) == ppid:
+                    out.append(int(pid))
+        except (IOError, OSError, IndexError, ValueError):
+            pass
+    return out
 print('ready', flush=True)
 while time.time() < deadline:
     if hit():
         pid = int(open(pidfile).read().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        print('killed %d' % pid, flush=True)
+        # 'kill': the daemon itself; 'sessions': the daemon's children (sshd: one per connection)
+        victims = [pid] if action == 'kill' else children(pid)
+        for v in victims:
+            os.kill(v, signal.SIGKILL)
+        print('killed %s' % ' '.join(map(str, victims)), flush=True)
         sys.exit(0)
     time.sleep(0.002)
 print('timeout', flush=True)
@@ -49,14 +74,15 @@ sys.exit(1)
 
 
 class Killer(object):
-    """SIGKILL a host daemon the moment ``mode`` holds: ``gone`` (path vanished) or ``contains``
-    (file contains text). Runs inside the host's namespaces, so it sees the host's sysfs and /run."""
+    """SIGKILL a host daemon (``action='kill'``) or its children (``'sessions'``: sshd's connections) the
+    moment ``mode`` holds: ``gone`` (path vanished), ``glob`` (a path matching appeared), ``contains``
+    (file contains text) or ``proc`` (a process whose command line has every ``|``-separated word of target). Runs inside the host's namespaces, so it
+    sees the host's sysfs and /run."""
 
-    def __init__(self, lab, host, mode, target, text=None, daemon='libvirtd', timeout=120):
+    def __init__(self, lab, host, mode, target, text='', daemon='libvirtd', action='kill', timeout=120):
         pidfile = os.path.join(lab.dir, 'hosts', host, 'pids', daemon + '.pid')
-        argv = lab._nsenter(host) + ['/usr/bin/python3', '-c', WATCHER, mode, target, pidfile, str(timeout)]
-        if text is not None:
-            argv.append(text)
+        argv = lab._nsenter(host) + ['/usr/bin/python3', '-c', WATCHER, mode, target, text, action, pidfile,
+                                     str(timeout)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         line = self.proc.stdout.readline().strip()
         assert line == 'ready', 'watcher did not start: %r %s' % (line, self.proc.stderr.read())
@@ -189,3 +215,86 @@ def test_libvirtd_killed_during_a_hot_plug(lab):
     finally:
         libvirtd_back(lab)
         lab.guest_del(dom)
+
+
+# ------------------------------------------------------------------------------------------
+# the SSH connection cut
+# ------------------------------------------------------------------------------------------
+EXPIRE_LOG = '/var/tmp/virtnet-expire.log'  # the lab has no syslog daemon: the remover's log file
+
+
+def raw_rules(lab, host, name):
+    out = lab.exec(host, ['iptables-save', '-t', 'raw']).stdout
+    return [x for x in out.splitlines() if x.startswith('-A ') and 'virtnet:%s:' % name in x]
+
+
+def cut_playbook(lab, host, task):
+    play = [{'hosts': host, 'gather_facts': False, 'tasks': [dict(task, name='cut')]}]
+    return playbook(lab, json.dumps(play) + '\n')
+
+
+def test_ssh_cut_during_trace_rule(lab):
+    """The SSH connection is cut (the host's sshd session processes SIGKILLed) while trace_rule runs,
+    after its rule is in the table and its remover started, before the result comes back. The playbook
+    fails for the host; the rule is there, and is still removed at its expiry by the detached remover
+    (logged); the next run finds nothing of it left."""
+    host, name = HOST, 'fcut'
+    killer = Killer(lab, host, 'proc', 'virtnet-expire ip| %s ' % name, daemon='sshd', action='sessions')
+    try:
+        t0 = time.time()
+        out = cut_playbook(lab, host, {'virtops.virtnet.trace_rule': dict(name=name, protocol='tcp',
+                                                                         destination_port=['4711'], expires=8)})
+        assert 'killed' in killer.result(), killer.result()
+    finally:
+        killer.stop()
+    st = out['stats'][host]
+    assert out['rc'] != 0 and (st['unreachable'] or st['failures']), out['stats']
+    rules = raw_rules(lab, host, name)
+    assert len(rules) == 1, rules  # applied before the cut
+    exp = int(rules[0].split(':exp=')[1].split()[0].strip('"'))
+    assert exp <= t0 + 10, (exp, t0)
+    wait_for('the rule removed at its expiry', lambda: not raw_rules(lab, host, name), timeout=exp - time.time() + 20)
+
+    def logged():
+        text = lab.exec(host, ['sh', '-c', 'cat %s 2>/dev/null || true' % EXPIRE_LOG]).stdout
+        return [x for x in text.splitlines() if ' name=%s exp=%d ' % (name, exp) in x and 'host=%s ' % host in x]
+    assert 'removed 1 rule(s)' in wait_for('the remover\'s log line', logged, timeout=10)[-1]
+    again = cut_playbook(lab, host, {'virtops.virtnet.trace_rule': dict(name=name, state='absent')})
+    res = again['results']['cut'][host]
+    assert not res['failed'] and not res['changed'], res
+
+
+def test_ssh_cut_during_trace_capture_start(lab):
+    """The SSH connection is cut while trace_capture action=start runs, right after its nfnetlink monitor
+    started (its pid file written), before the state file and the result. The monitor ends by itself at
+    its lifetime; the next start on the host reports and removes what was left."""
+    host = HOST
+    pidglob = '/run/virtnet-capture-*.pid'
+    assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
+    killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
+    try:
+        out = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink',
+                                                                            lifetime=10)})
+        assert 'killed' in killer.result(), killer.result()
+    finally:
+        killer.stop()
+    assert out['rc'] != 0, out['stats']
+    pidfile = lab.exec(host, ['sh', '-c', 'ls %s' % pidglob]).stdout.split()
+    assert len(pidfile) == 1, pidfile
+    cid = pidfile[0].split('virtnet-capture-')[1][:-len('.pid')]
+    pid = lab.exec(host, ['cat', pidfile[0]]).stdout.strip()
+    assert lab.exec(host, ['kill', '-0', pid], check=False).returncode == 0, 'monitor %s not running' % pid
+    assert lab.exec(host, ['test', '-e', '/run/virtnet-capture-%s.state' % cid], check=False).returncode != 0
+    wait_for('monitor %s to end by itself (lifetime 10 s)' % pid,
+             lambda: lab.exec(host, ['kill', '-0', pid], check=False).returncode != 0, timeout=30)
+    nxt = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink',
+                                                                        lifetime=10)})
+    res = nxt['results']['cut'][host]
+    assert not res['failed'], res
+    assert any('removed what capture %s left' % cid in w for w in res.get('warnings', [])), res
+    left = lab.exec(host, ['sh', '-c', 'ls /run/virtnet-capture-%s.* /tmp/virtnet-capture-%s.* 2>/dev/null || true'
+                           % (cid, cid)]).stdout
+    assert not left.strip(), left
+    stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop',
+                                                                         capture_id=res['capture_id'])})
+    assert not stop['results']['cut'][host]['failed'], stop
