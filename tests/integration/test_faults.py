@@ -298,3 +298,40 @@ def test_ssh_cut_during_trace_capture_start(lab):
     stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop',
                                                                          capture_id=res['capture_id'])})
     assert not stop['results']['cut'][host]['failed'], stop
+
+
+# ------------------------------------------------------------------------------------------
+# a busy flow under TRACE with rate
+# ------------------------------------------------------------------------------------------
+RATE_HOST = 'el7-1'  # legacy xtables: TRACE goes to the kernel log (iptables-nft's goes to nfnetlink)
+FLOOD_PORT = 4799
+
+
+def test_busy_flow_under_trace_stays_at_the_rate(lab):
+    """A guest sends 2,000 UDP datagrams per second for 4 s to its host; a TRACE rule for the flow with
+    rate=10 (burst 10): the kernel log gets the lines of at most burst + rate x seconds packets (+2), at
+    least 80 % of rate x seconds (the limit is reached, not undershot), and after the first second's burst
+    at most rate + 1 packets' lines in any second (6 lines a packet here: 60 lines/s). Numbers: bench/bench_trace_rate.py."""
+    import flood
+    rate, pps, seconds = 10, 2000, 4
+    guest = 'fkflood'
+    g = lab.guest_add(guest, RATE_HOST)
+    task = [{'name': 'log', 'virtops.virtnet.nf_log': {'families': ['ipv4']}},
+            {'name': 'trace', 'virtops.virtnet.trace_rule': dict(name='fflood', protocol='udp',
+                                                                destination_port=[str(FLOOD_PORT)],
+                                                                rate=rate, expires=300)}]
+    play = [{'hosts': RATE_HOST, 'gather_facts': False, 'tasks': task}]
+    try:
+        out = playbook(lab, json.dumps(play) + '\n')
+        assert out['rc'] == 0, out['stdout'][-2000:]
+        res = flood.measure(lab, guest, g['gateway'], FLOOD_PORT, pps, seconds)
+        assert res['sent'] == pps * seconds, res
+        bound = rate + rate * res['send_seconds'] + 2  # burst + rate x seconds, 2 packets of slack
+        assert rate * seconds * 0.8 <= res['packets'] <= bound, res
+        for b in res['per_second'][1:]:  # after the first second's burst: the rate, with one token of slack
+            assert b['packets'] <= rate + 1, res
+    finally:
+        play = [{'hosts': RATE_HOST, 'gather_facts': False,
+                 'tasks': [{'name': 'rm', 'virtops.virtnet.trace_rule': dict(name='fflood', state='absent')}]}]
+        playbook(lab, json.dumps(play) + '\n')
+        lab.guest_del(guest)
