@@ -431,3 +431,18 @@ def test_returned_interface_has_only_option_keys():
     from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import INTERFACE_KEYS
     res = run(FakeConn(FakeDomain('g', ifaces=NET_IF)), domain='g', type='network', source='default')
     assert sorted(res['interface']) == sorted(INTERFACE_KEYS)
+
+
+def test_hotplug_cut_by_libvirtd_death_says_so():
+    """libvirtd killed during the hot-plug (End of file on the RPC socket): the outcome is unknown, so the
+    message says what was in flight and what a re-run does, never 'nothing was changed'."""
+    dom = FakeDomain('g', running=True)
+    dom.refuse_attach = 'End of file while reading data: Input/output error'
+    params = dict(domain='g', state='present', type='network', source='default', live='auto', uri='qemu:///system')
+    mgr = D.GuestInterfaceManager(FakeConn(dom), params, host=FakeHost())
+    with pytest.raises(D.GuestInterfaceError) as exc:
+        mgr.run()
+    msg = exc.value.msg
+    assert 'lost the connection to libvirtd while hot-plugging the interface on running domain g' in msg, msg
+    assert 'nothing was changed' not in msg and 'run the task again' in msg, msg
+    assert exc.value.extra['changed'] is True and exc.value.extra['interrupted'].startswith('hot-plugging')

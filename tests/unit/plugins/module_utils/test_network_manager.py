@@ -228,3 +228,69 @@ def test_check_mode_reports_exactly_what_the_run_does(change):
     assert predicted['changes'] == done['changes'] and predicted['changed'] is True
     assert N.canonical(N.from_xml(predicted['xml'])) == N.canonical(N.from_xml(done['xml']))
     assert run(conn, **params).result['changed'] is False
+
+
+def test_start_puts_running_guests_orphaned_taps_back():
+    """A network stopped under running guests (libvirtd killed during a restart): starting it puts their
+    taps back on its bridge, says so in changes (check mode too) and in reattached."""
+    conn = FakeConn()
+    conn.nets.append(FakeNet(conn, N.to_xml(N.model_from_params(dict(
+        ArgumentSpecValidator(network_module.argument_spec()).validate(dict(NEW)).validated_parameters)))))
+    host = fake_host(links=('lo', 'eth0', 'bond0', 'virbr0', 'vnet3', 'vnet4'))
+    host.running_guest_ports = lambda c, name, br: (
+        {'vnet3': {'domain': 'q1'}, 'vnet4': {'domain': 'q2'}, 'vnet9': {'domain': 'gone'}} if name == 'lab' else {})
+    checked = run(conn, check=True, host=host, **NEW)
+    assert {'what': 'ports of running guests: vnet3, vnet4', 'how': 'reattach'} in checked.result['changes']
+    commands = []
+    module_run = []
+
+    def record(argv):
+        commands.append(argv)
+        return (0, '', '')
+    validated = ArgumentSpecValidator(network_module.argument_spec()).validate(dict(NEW)).validated_parameters
+    module = types.SimpleNamespace(params=validated, check_mode=False, _diff=False, warnings=[], run_command=record)
+
+    def finish(**kw):
+        module_run.append(kw)
+        raise Exit(False, kw)
+    module.fail_json = module.exit_json = finish
+    module.warn = module.warnings.append
+    with pytest.raises(Exit):
+        M.NetworkManager(module, conn, host=host).run()
+    res = module_run[0]
+    assert not res.get('failed') and res['reattached'] == ['vnet3', 'vnet4'], res
+    assert ['ip', 'link', 'set', 'dev', 'vnet3', 'master', 'virbr10'] in commands, commands
+
+
+class LostConnection(Exception):
+    """What libvirt-python raises when libvirtd dies during a call (code 38 VIR_ERR_SYSTEM_ERROR, RPC)."""
+
+    def get_error_code(self):
+        return 38
+
+    def get_error_domain(self):
+        return 7
+
+    def get_error_message(self):
+        return 'End of file while reading data: Input/output error'
+
+
+def test_libvirtd_dying_during_the_restart_is_reported(monkeypatch):
+    """net.destroy() cut by libvirtd's death: the run fails, names the step in flight (outcome unknown,
+    changed: true) and says what a re-run does; no traceback, no 'nothing was changed'."""
+    monkeypatch.setattr(M, 'is_libvirt_error', lambda err: isinstance(err, LostConnection))
+    conn = FakeConn()
+    net = conn.nets[0]
+
+    def destroy():
+        raise LostConnection()
+    net.destroy = destroy
+    res = run(conn, name='default', bridge={'name': 'virbr0'}, mtu=1400, restart='if_needed',
+              ips=[{'address': '192.168.122.1', 'prefix': 24,
+                    'ranges': [{'start': '192.168.122.2', 'end': '192.168.122.254'}]}])
+    assert res.failed and res.result['changed'] is True, res.result
+    assert res.result['interrupted'] == 'stopping network default for the restart', res.result
+    msg = res.result['msg']
+    assert msg.startswith('lost the connection to libvirtd while stopping network default for the restart'), msg
+    assert 'nothing was changed' not in msg.lower() and 'run the task again' in msg, msg
+    assert 'exception' not in res.result

@@ -556,3 +556,12 @@ def test_action_bad_input(monkeypatch, params, msg):
     with pytest.raises(ModuleFailed, match=msg):
         run_action(host, EL7_FACTS, monkeypatch)
     assert host.scripts == []
+
+
+def test_leftover_warnings():
+    lines = ['removed 0123abcd 4242', 'ended 0123abce 4243', 'running 0123abcf 4244', 'garbage']
+    w = cap.leftover_warnings(lines)
+    assert len(w) == 3
+    assert 'removed what capture 0123abcd left' in w[0] and 'pid 4242' in w[0]
+    assert 'action=stop capture_id=0123abce' in w[1]
+    assert 'still running' in w[2] and '4244' in w[2]
