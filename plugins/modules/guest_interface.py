@@ -310,6 +310,15 @@ interface:
     boot_order: null
     filterref: null
     bandwidth: {}
+interrupted:
+  description:
+    - On failure because the connection to libvirtd was lost during a change (libvirtd killed, crashed or
+      restarted), the change that was in flight; whether it happened is unknown, so C(changed) is true. Run the
+      task again once libvirtd is back: it compares the live and persistent interfaces with the declared one and
+      does only what is missing, so no second device with the same MAC is plugged.
+  returned: failure, when libvirtd went away during a change
+  type: str
+  sample: hot-plugging the interface on running domain web1
 changes:
   description:
     - What was (or would be) changed, in order. C(target) is C(config) or C(live); C(action)

@@ -563,6 +563,24 @@ restart:
   description: Bridge ports before and after a restart, and the ports put back on the bridge.
   returned: when the network was restarted
   type: dict
+reattached:
+  description:
+    - When an inactive network was started, the running guests' tap devices that were on no bridge (the network
+      had been stopped under them, for example by libvirtd dying in the middle of a restart) and were put back on
+      its bridge. Check mode lists them in RV(changes) with C(how=reattach).
+  returned: when an inactive network was started
+  type: list
+  elements: str
+  sample: [vnet0, vnet1]
+interrupted:
+  description:
+    - On failure because the connection to libvirtd was lost (libvirtd killed, crashed or restarted during a call),
+      the step that was in flight; whether it happened is unknown, so C(changed) is true. Run the task again once
+      libvirtd is back; it converges from whatever libvirt has then. V(null) when the connection was lost while
+      reading.
+  returned: failure, when libvirtd went away
+  type: str
+  sample: stopping network web for the restart
 active:
   description: Whether the network runs after the run.
   returned: when state=present
