@@ -314,7 +314,7 @@ interrupted:
   description:
     - On failure because the connection to libvirtd was lost during a change (libvirtd killed, crashed or
       restarted), the change that was in flight; whether it happened is unknown, so C(changed) is true. Run the
-      task again once libvirtd is back: it compares the live and persistent interfaces with the declared one and
+      task again once libvirtd is back; it compares the live and persistent interfaces with the declared one and
       does only what is missing, so no second device with the same MAC is plugged.
   returned: failure, when libvirtd went away during a change
   type: str

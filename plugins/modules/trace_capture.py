@@ -189,10 +189,10 @@ notes:
     even when it fails; the probe command is not judged.
   - A capture's state is kept on the host in C(/run/virtnet-capture-<id>.state) (or C(/tmp)); the nfnetlink monitor
     writes to C(/tmp/virtnet-capture-<id>.log). O(action=stop) removes both.
-  - O(action=start) and O(action=oneshot) report, as warnings, what earlier captures left on the host: a monitor
-    still running (it ends by itself after its O(lifetime)), a capture never stopped whose monitor has ended
-    (O(action=stop) with its id collects its lines), and remove the files of a start that was cut off (the SSH
-    connection lost before the state file was written) once its monitor has ended.
+  - O(action=start) and O(action=oneshot) warn about what earlier captures left on the host. A monitor still
+    running ends by itself after its O(lifetime); a capture never stopped whose monitor has ended is collected by
+    O(action=stop) with its id; the files of a start that was cut off (the SSH connection lost before the state
+    file was written) are removed once its monitor has ended.
   - The kernel log source needs a bound logger (M(virtops.virtnet.nf_log)); in a non-initial network namespace the
     machine also needs C(net.netfilter.nf_log_all_netns=1).
   - The kernel log has no packet ids; lines are grouped into packets by the parser (same protocol and IP ID, hook

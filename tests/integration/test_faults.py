@@ -15,8 +15,6 @@ import os
 import subprocess
 import time
 
-import pytest
-
 from labansible import TARGET_HOST, playbook  # tests/lab, put on sys.path by conftest
 
 HOST = TARGET_HOST
@@ -242,8 +240,8 @@ def test_ssh_cut_during_trace_rule(lab):
     killer = Killer(lab, host, 'proc', 'virtnet-expire ip| %s ' % name, daemon='sshd', action='sessions')
     try:
         t0 = time.time()
-        out = cut_playbook(lab, host, {'virtops.virtnet.trace_rule': dict(name=name, protocol='tcp',
-                                                                         destination_port=['4711'], expires=8)})
+        task = {'virtops.virtnet.trace_rule': dict(name=name, protocol='tcp', destination_port=['4711'], expires=8)}
+        out = cut_playbook(lab, host, task)
         assert 'killed' in killer.result(), killer.result()
     finally:
         killer.stop()
@@ -273,8 +271,8 @@ def test_ssh_cut_during_trace_capture_start(lab):
     assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
     killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
     try:
-        out = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink',
-                                                                            lifetime=10)})
+        start = {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink', lifetime=10)}
+        out = cut_playbook(lab, host, start)
         assert 'killed' in killer.result(), killer.result()
     finally:
         killer.stop()
@@ -287,16 +285,14 @@ def test_ssh_cut_during_trace_capture_start(lab):
     assert lab.exec(host, ['test', '-e', '/run/virtnet-capture-%s.state' % cid], check=False).returncode != 0
     wait_for('monitor %s to end by itself (lifetime 10 s)' % pid,
              lambda: lab.exec(host, ['kill', '-0', pid], check=False).returncode != 0, timeout=30)
-    nxt = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink',
-                                                                        lifetime=10)})
+    nxt = cut_playbook(lab, host, start)
     res = nxt['results']['cut'][host]
     assert not res['failed'], res
     assert any('removed what capture %s left' % cid in w for w in res.get('warnings', [])), res
     left = lab.exec(host, ['sh', '-c', 'ls /run/virtnet-capture-%s.* /tmp/virtnet-capture-%s.* 2>/dev/null || true'
                            % (cid, cid)]).stdout
     assert not left.strip(), left
-    stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop',
-                                                                         capture_id=res['capture_id'])})
+    stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=res['capture_id'])})
     assert not stop['results']['cut'][host]['failed'], stop
 
 
@@ -317,9 +313,8 @@ def test_busy_flow_under_trace_stays_at_the_rate(lab):
     guest = 'fkflood'
     g = lab.guest_add(guest, RATE_HOST)
     task = [{'name': 'log', 'virtops.virtnet.nf_log': {'families': ['ipv4']}},
-            {'name': 'trace', 'virtops.virtnet.trace_rule': dict(name='fflood', protocol='udp',
-                                                                destination_port=[str(FLOOD_PORT)],
-                                                                rate=rate, expires=300)}]
+            {'name': 'trace', 'virtops.virtnet.trace_rule': dict(
+                name='fflood', protocol='udp', destination_port=[str(FLOOD_PORT)], rate=rate, expires=300)}]
     play = [{'hosts': RATE_HOST, 'gather_facts': False, 'tasks': task}]
     try:
         out = playbook(lab, json.dumps(play) + '\n')
