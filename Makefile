@@ -33,7 +33,7 @@ APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qem
 
 .PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
   molecule test demo lab-up lab-down bench build collection-check clean \
-  pytargets rootfs integration-userlands venv-2.21 sanity-2.21 compat-2.21 integration-targets
+  pytargets rootfs integration-userlands matrix venv-2.21 sanity-2.21 compat-2.21 integration-targets
 
 help:
 	@echo "make demo      - bring up a lab hypervisor, trace a NAT'd guest connection, explain it"
@@ -74,7 +74,7 @@ unit: venv link
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 integration: deps rootfs
-	@rm -rf $(BUILD)/reliability
+	@rm -rf $(BUILD)/reliability $(BUILD)/matrix
 	$(PY) -m pytest -q -m integration -n $(IT_WORKERS) --dist load --durations=15 tests/integration $(PYTEST_ARGS)
 	@$(PY) tests/integration/reliability.py
 
@@ -199,6 +199,11 @@ test: deps
 	@echo "=== 2.16 targets"; $(MAKE) --no-print-directory integration-targets
 	@echo "=== userlands";  $(MAKE) --no-print-directory integration-userlands
 	@echo "=== compat 2.21"; $(MAKE) --no-print-directory compat-2.21
+	@echo "=== matrix";    $(MAKE) --no-print-directory matrix
+
+# docs/matrix.md: persona x suite of the integration runs above (versions read from the hosts)
+matrix: venv
+	@$(PY) tests/lab/matrix.py $(BUILD)/matrix docs/matrix.md
 
 ## --- lab, demo, bench ---------------------------------------------------------------------
 lab-up: deps

@@ -21,6 +21,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 import virtlab  # noqa: E402
 import pytargets  # noqa: E402
 from labansible import TARGET_PERSONA, module, playbook  # noqa: E402
+import matrix  # noqa: E402
+
+MATRIX_DIR = os.path.join(ROOT, "build", "matrix")
 
 PERSONAS = ["debian12", "el7", "el6"]
 if TARGET_PERSONA not in PERSONAS:  # VIRTLAB_TARGET=el8 ...: the libvirt suites' host joins the lab
@@ -48,6 +51,7 @@ def lab():
         if not was_up and not keep:
             the_lab.down()
         pytest.fail("lab %s did not come up: %s" % (name, exc))
+    matrix.record_versions(the_lab, MATRIX_DIR)
     yield the_lab
     if not was_up and not keep:
         the_lab.down()
@@ -76,3 +80,21 @@ def bad_input(request):
     def _record(module, case, expected, observed, unchanged):
         reliability.record(module, case, expected, observed, unchanged, request.node.nodeid)
     return _record
+
+
+# ---- the persona x suite matrix (docs/matrix.md; tests/lab/matrix.py) -------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" or rep.skipped or rep.failed:
+        rep.user_properties.append(("virtlab_host", matrix.host_of(item)))
+
+
+def pytest_runtest_logreport(report):
+    matrix.collect(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput"):  # the xdist controller (or a plain run)
+        matrix.dump(MATRIX_DIR, os.environ.get("VIRTLAB_NAME") or "it")

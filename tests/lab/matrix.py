@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The persona x suite matrix of an integration run (docs/matrix.md).
+
+The integration conftest feeds it: ``record_versions(lab, dir)`` once per lab (versions read
+from the hosts themselves: libvirtd --version, iptables --version, nft --version, the inventory's
+Python, the release file and kernel release the host shows), ``collect(report)`` for every test
+report (the host a test ran on travels in ``report.user_properties``, so this works under xdist),
+and ``dump(dir)`` at the end of the session (results-<lab>-<pid>.json). `make test` runs several
+sessions (the main run, VIRTLAB_TARGET=el7/el8 under ansible-core 2.16, VIRTLAB_TARGET=debian11/
+debian13/el10); ``python3 tests/lab/matrix.py build/matrix docs/matrix.md`` merges them all into
+the table. Nothing here is typed in by hand.
+"""
+import glob
+import json
+import os
+import re
+import time
+
+SUITES = ["network", "guest_interface", "network_corpus", "nf_log", "trace_rule", "log_rule",
+          "trace_capture", "playbooks", "lab"]
+_RESULTS = []
+HOST_RE = re.compile(r"^([a-z]+[0-9]+)-[0-9]+$")
+
+PROBE = r"""
+v() { "$@" 2>&1 | head -n 1; }
+echo "os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || head -n 1 /etc/redhat-release 2>/dev/null)"
+echo "kernel=$(uname -r)"
+echo "libvirt=$(v libvirtd --version | sed 's/^libvirtd (libvirt) //')"
+echo "qemu=$(v qemu-system-x86_64 --version | sed 's/^QEMU emulator version //')"
+echo "iptables=$(v iptables --version)"
+echo "nft=$(command -v nft >/dev/null 2>&1 && v nft --version || echo absent)"
+echo "firewall_backend=$(sed -n 's/^firewall_backend *= *"\(.*\)"/\1/p' /etc/libvirt/network.conf 2>/dev/null | tail -n 1)"
+if [ -x "$1" ]; then echo "python=$("$1" -c 'import sys; print(sys.version.split()[0])') ($1)"; else echo "python=none ($1 absent)"; fi
+"""
+
+
+def host_of(item):
+    """The lab host a test item runs on: its ``userland``/``host`` parameter, else its module's HOST."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for key in ("userland", "host"):
+        val = params.get(key)
+        if isinstance(val, str) and HOST_RE.match(val):
+            return val
+    host = getattr(item.module, "HOST", None) if getattr(item, "module", None) else None
+    return host if isinstance(host, str) else None
+
+
+def suite_of(nodeid):
+    base = os.path.basename(nodeid.split("::", 1)[0])
+    return re.sub(r"^test_|\.py$", "", base)
+
+
+def collect(report):
+    host = dict(report.user_properties).get("virtlab_host") if report.user_properties else None
+    if report.when == "call" or (report.when == "setup" and not report.passed) or \
+            (report.when == "teardown" and report.failed):
+        reason = ""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).replace("Skipped: ", "")
+        outcome = "error" if report.failed and report.when != "call" else report.outcome
+        if getattr(report, "wasxfail", None) is not None:
+            outcome, reason = "xfailed", "known failure: " + str(report.wasxfail)
+        _RESULTS.append({"nodeid": report.nodeid, "suite": suite_of(report.nodeid), "host": host,
+                         "outcome": outcome, "reason": reason})
+
+
+def record_versions(lab, out_dir):
+    """Versions as each host reports them, into out_dir/versions-<lab>.json (one per lab/worker)."""
+    import virtlab  # tests/lab
+    found = {}
+    for host in lab.hosts:
+        persona = lab.state()["hosts"][host]["persona"]
+        python = virtlab.PERSONAS[persona]["python"]
+        p = lab.exec(host, ["sh", "-c", PROBE, "probe", python], check=False)
+        found[persona] = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "versions-%s-%d.json" % (lab.name, os.getpid())), "w") as f:
+        json.dump(found, f, indent=1, sort_keys=True)
+
+
+def _cell(rows):
+    n = {}
+    for r in rows:
+        n[r["outcome"]] = n.get(r["outcome"], 0) + 1
+    if not rows:
+        return "—"
+    parts = []
+    if n.get("failed") or n.get("error"):
+        parts.append("**FAILED %d**" % (n.get("failed", 0) + n.get("error", 0)))
+    if n.get("passed"):
+        parts.append("passed %d" % n["passed"])
+    if n.get("xfailed"):
+        parts.append("known failures %d" % n["xfailed"])
+    if n.get("skipped"):
+        parts.append("skipped %d" % n["skipped"])
+    return ", ".join(parts)
+
+
+def render(results, versions, when=None):
+    personas = sorted(set(versions) | set(HOST_RE.match(r["host"]).group(1) for r in results
+                                          if r["host"] and HOST_RE.match(r["host"])))
+    suites = [s for s in SUITES if any(r["suite"] == s for r in results)]
+    suites += sorted(set(r["suite"] for r in results) - set(suites))
+    lines = ["# Test matrix: persona x suite", "",
+             "Written by `make test` (`make matrix`, tests/lab/matrix.py) from its integration runs "
+             "on %s. Versions are read from the lab hosts themselves during the run; what each persona "
+             "emulates is in tests/lab/README.md. A cell counts the test cases that ran on that "
+             "persona's host; \u2014 = the suite has no case for it." % (when or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+             "", "## Versions (as the hosts report them)", "",
+             "| persona | release | kernel release | libvirt | qemu | iptables | nft | libvirt firewall backend | Python |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in personas:
+        v = versions.get(p, {})
+        lines.append("| %s | %s |" % (p, " | ".join(v.get(k, "?") or "default" for k in (
+            "os", "kernel", "libvirt", "qemu", "iptables", "nft", "firewall_backend", "python"))))
+    lines += ["", "## Results", "", "| persona | " + " | ".join(suites) + " |",
+              "|---|" + "---|" * len(suites)]
+    for p in personas:
+        cells = []
+        for s in suites:
+            rows = [r for r in results if r["suite"] == s and r["host"] and r["host"].startswith(p + "-")]
+            cells.append(_cell(rows))
+        lines.append("| %s | %s |" % (p, " | ".join(cells)))
+    lab_wide = [r for r in results if not r["host"]]
+    if lab_wide:
+        by = {}
+        for r in lab_wide:
+            by.setdefault(r["suite"], []).append(r)
+        lines += ["", "Cases not tied to one host (several hosts or the lab itself): " +
+                  "; ".join("%s: %s" % (s, _cell(rs)) for s, rs in sorted(by.items()))]
+    skipped = sorted(set((r["host"] or "-", r["suite"], r["reason"]) for r in results if r["outcome"] in ("skipped", "xfailed")))
+    if skipped:
+        lines += ["", "## Skipped or known failures, with the reason", ""]
+        lines += ["- %s / %s: %s" % s for s in skipped]
+    failed = sorted(r["nodeid"] for r in results if r["outcome"] in ("failed", "error"))
+    if failed:
+        lines += ["", "## Failed", ""] + ["- `%s`" % f for f in failed]
+    return "\n".join(lines) + "\n"
+
+
+def dump(out_dir, name):
+    """This session's results, for the later render (nothing is written when no test reported)."""
+    if not _RESULTS:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results-%s-%d.json" % (name, os.getpid())), "w") as f:
+        json.dump(_RESULTS, f, indent=0)
+
+
+def write(path, versions_dir, results=None):
+    if results is None:
+        results = []
+        for f in sorted(glob.glob(os.path.join(versions_dir, "results-*.json"))):
+            with open(f) as fh:
+                results += json.load(fh)
+    versions = {}
+    for f in sorted(glob.glob(os.path.join(versions_dir, "versions-*.json"))):
+        with open(f) as fh:
+            for persona, v in json.load(fh).items():
+                have = versions.setdefault(persona, {})
+                for k, val in v.items():  # one persona seen by several runs (el7: 3.11 and 2.7 lanes)
+                    if val not in have.get(k, "").split(" / "):
+                        have[k] = "%s / %s" % (have[k], val) if have.get(k) else val
+    with open(path, "w") as f:
+        f.write(render(results, versions))
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3:
+        sys.exit("usage: matrix.py RESULTS_DIR OUT.md")
+    write(sys.argv[2], sys.argv[1])
+    print(sys.argv[2])

@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""tests/lab/matrix.py: merging several runs' results and versions into docs/matrix.md."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "lab"))
+import matrix  # noqa: E402
+
+
+def _dump(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def test_runs_merge_into_one_table(tmp_path):
+    d = str(tmp_path)
+    _dump(os.path.join(d, "versions-it-1.json"), {"el7": {"python": "3.11.2 (/usr/bin/python3)", "libvirt": "9.0.0"},
+                                                  "debian11": {"libvirt": "7.0.0"}})
+    _dump(os.path.join(d, "versions-it-el7-2.json"), {"el7": {"python": "2.7.18 (/opt/py27)", "libvirt": "9.0.0"}})
+    _dump(os.path.join(d, "results-it-1.json"), [
+        {"nodeid": "tests/integration/test_nf_log.py::t[el7-1]", "suite": "nf_log", "host": "el7-1",
+         "outcome": "passed", "reason": ""},
+        {"nodeid": "tests/integration/test_network.py::a", "suite": "network", "host": "debian11-1",
+         "outcome": "failed", "reason": ""}])
+    _dump(os.path.join(d, "results-it-el7-2.json"), [
+        {"nodeid": "tests/integration/test_network.py::b", "suite": "network", "host": "el7-1",
+         "outcome": "skipped", "reason": "no Python 2.7 here"}])
+    out = os.path.join(d, "m.md")
+    matrix.write(out, d)
+    text = open(out).read()
+    el7 = [line for line in text.splitlines() if line.startswith("| el7 |")]
+    assert "3.11.2 (/usr/bin/python3) / 2.7.18 (/opt/py27)" in el7[0]        # both lanes' interpreters
+    assert el7[1] == "| el7 | skipped 1 | passed 1 |"                         # network, nf_log
+    assert "| debian11 | **FAILED 1** | \u2014 |" in text
+    assert "- el7-1 / network: no Python 2.7 here" in text
+    assert "- `tests/integration/test_network.py::a`" in text
+
+
+def test_suite_and_host_names():
+    assert matrix.suite_of("tests/integration/test_trace_capture.py::test_x[el6-1]") == "trace_capture"
+    assert matrix.HOST_RE.match("debian13-1").group(1) == "debian13"
+    assert not matrix.HOST_RE.match("nat")
