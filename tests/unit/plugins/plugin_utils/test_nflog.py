@@ -2,6 +2,7 @@
 """nf_log matrix and plan, from real probe outputs."""
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -177,8 +178,8 @@ def test_apply_script_stages_files_and_changes_nothing_when_one_cannot_be_writte
     left, and the runtime change after them (a bind through a fake sysctl) is never made."""
     base = tmp_path / 'etc'
     base.mkdir()
-    for d in (tmp_path.parents[1], tmp_path.parent, tmp_path, base):   # let the unprivileged user in
-        d.chmod(d.stat().st_mode | 0o755)
+    for d in [base, tmp_path] + [p for p in tmp_path.parents if str(p).startswith(tempfile.gettempdir() + '/')]:
+        d.chmod(d.stat().st_mode | 0o755)   # let the unprivileged user in (every level, with or without xdist)
     good, bad_dir = base / 'ok' / 'a.conf', base / 'ro'
     good.parent.mkdir()
     good.parent.chmod(0o777)
