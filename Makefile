@@ -29,7 +29,7 @@ export PATH := $(VENV)/bin:$(PATH)
 APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 \
   dnsmasq-base iptables nftables openssh-server openssh-client iproute2 python3-libvirt \
   python3-lxml python3-venv bridge-utils procps kmod util-linux rsync netcat-openbsd chromium iputils-ping \
-  gcc libc6-dev patchelf shellcheck mmdebstrap
+  gcc libc6-dev patchelf shellcheck mmdebstrap strace
 
 .PHONY: help deps apt venv venv-2.16 link unit integration sanity sanity-2.16 compat lint vermin \
   molecule test demo lab-up lab-down bench build collection-check clean \

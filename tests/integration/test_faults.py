@@ -95,6 +95,33 @@ class Killer(object):
             self.proc.wait()
 
 
+class SyscallKiller(object):
+    """SIGKILL libvirtd at one exact moment: when any of its threads enters ``open``/``openat`` of ``path``.
+    strace attaches to every thread of the daemon and injects the signal at that syscall's entry (strace's
+    ``-e inject=SYSCALL:signal=KILL`` with ``-P path``), so the daemon dies inside the call being tested, not
+    a poll interval later. Used where the moment between two libvirt calls is too short for ``Killer``."""
+
+    def __init__(self, lab, host, path, daemon='libvirtd', timeout=120):
+        pidfile = os.path.join(lab.dir, 'hosts', host, 'pids', daemon + '.pid')
+        with open(pidfile) as f:
+            pid = f.read().split()[0]
+        argv = lab._nsenter(host) + ['timeout', str(timeout), 'strace', '-f', '-p', pid, '-e', 'signal=none',
+                                     '-e', 'trace=open,openat', '-P', path,
+                                     '-e', 'inject=open,openat:signal=KILL']
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        self.first = self.proc.stderr.readline()
+        assert 'attached' in self.first, 'strace did not attach to %s %s: %r' % (daemon, pid, self.first)
+
+    def result(self, timeout=60):
+        out, err = self.proc.communicate(timeout=timeout)
+        return 'killed' if '+++ killed by SIGKILL +++' in err else 'not killed: ' + self.first + err[-2000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def run_on(lab, module, args, check=False):
     task = {'name': 'run_module', module: args, 'register': 'r'}
     play = [{'hosts': HOST, 'gather_facts': False, 'tasks': [task]}]
@@ -182,25 +209,28 @@ def test_libvirtd_killed_during_a_network_restart(lab):
 
 
 def test_libvirtd_killed_during_a_hot_plug(lab):
-    """guest_interface on a running qemu guest; libvirtd is SIGKILLed as soon as the new interface is in
-    the domain's live state (hot-plugged, the persistent configuration not yet written). The re-run, once
-    libvirtd is back, adds it to the configuration and finds it live: one device with that MAC, live and
-    persistent, on the bridge; a third run changes nothing."""
+    """guest_interface on a running qemu guest; libvirtd is SIGKILLed the moment it opens the domain's
+    persistent configuration to write the new interface into it (the interface is hot-plugged, the
+    configuration not yet written). The re-run, once libvirtd is back, adds it to the configuration and
+    finds it live: one device with that MAC, live and persistent, on the bridge; a third run changes nothing."""
     dom, mac = 'fkhp', '52:54:00:77:00:42'
     args = dict(domain=dom, type='network', source='default', mac=mac)
     try:
         lab.guest_add(dom, HOST, kind='qemu')
-        status = '/run/libvirt/qemu/%s.xml' % dom
-        killer = Killer(lab, HOST, 'contains', status, text=mac)
+        killer = SyscallKiller(lab, HOST, '/etc/libvirt/qemu/%s.xml.new' % dom)
         try:
             res = run_on(lab, IFACE, args)
             assert 'killed' in killer.result(), killer.result()
         finally:
             killer.stop()
-        assert res['failed'], res
+        assert res['failed'] and res['changed'], res
+        assert res['interrupted'] == 'writing the interface to the configuration of domain %s' % dom, res
         assert 'lost the connection to libvirtd' in res['msg'] and 'run the task again' in res['msg'], res
+        assert 'Traceback' not in res['msg'], res
         lab.restart_daemon(HOST, 'libvirtd')
         assert lab.virsh(HOST, 'domstate', dom).stdout.strip() == 'running'
+        assert [r for r in domiflist(lab, dom) if r[2] == mac], 'the hot-plug happened before the kill'
+        assert not [r for r in domiflist(lab, dom, inactive=True) if r[2] == mac], 'the configuration was written'
         again = run_on(lab, IFACE, args)
         assert not again['failed'] and again['changed'], again
         live = [r for r in domiflist(lab, dom) if r[2] == mac]
@@ -295,6 +325,42 @@ def test_ssh_cut_during_trace_capture_start(lab):
     stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=res['capture_id'])})
     assert not stop['results']['cut'][host]['failed'], stop
 
+
+
+def test_ssh_cut_during_trace_capture_oneshot(lab):
+    """The same cut during action=oneshot (duration 3 s): its monitor is bounded by the oneshot's lifetime
+    (duration + 120 s, as ``timeout`` on the host), and the next start reports it as still running. Its lifetime
+    is not waited out here (the start test does that): the test ends the monitor itself, as the lifetime
+    would, and the following start removes what was left."""
+    host = HOST
+    pidglob = '/run/virtnet-capture-*.pid'
+    assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
+    killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
+    try:
+        out = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='oneshot', source='nfnetlink',
+                                                                            duration=3)})
+        assert 'killed' in killer.result(), killer.result()
+    finally:
+        killer.stop()
+    assert out['rc'] != 0, out['stats']
+    pidfile = lab.exec(host, ['sh', '-c', 'ls %s' % pidglob]).stdout.split()
+    assert len(pidfile) == 1, pidfile
+    cid = pidfile[0].split('virtnet-capture-')[1][:-len('.pid')]
+    pid = lab.exec(host, ['cat', pidfile[0]]).stdout.strip()
+    cmd = lab.exec(host, ['sh', '-c', "tr '\\000' ' ' < /proc/%s/cmdline" % pid]).stdout.split()
+    assert cmd[:2] == ['timeout', '123'], cmd  # duration 3 + 120 s: it cannot run for ever
+    start = {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink', lifetime=10)}
+    nxt = cut_playbook(lab, host, start)['results']['cut'][host]
+    assert not nxt['failed'], nxt
+    assert any('capture %s is still running on the host (monitor pid %s)' % (cid, pid) in w
+               for w in nxt.get('warnings', [])), nxt
+    stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=nxt['capture_id'])})
+    assert not stop['results']['cut'][host]['failed'], stop
+    lab.exec(host, ['kill', pid])  # stands in for the lifetime
+    wait_for('monitor %s to end' % pid, lambda: lab.exec(host, ['kill', '-0', pid], check=False).returncode != 0)
+    last = cut_playbook(lab, host, start)['results']['cut'][host]
+    assert any('removed what capture %s left' % cid in w for w in last.get('warnings', [])), last
+    cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=last['capture_id'])})
 
 # ------------------------------------------------------------------------------------------
 # a busy flow under TRACE with rate
