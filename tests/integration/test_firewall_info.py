@@ -298,9 +298,12 @@ def test_docker_forward_drop_end_to_end(lab, run_module, run_playbook, guests, l
         assert run_playbook(trace + "\n")["rc"] == 0
         start = ok(run_module(host, "virtops.virtnet.trace_capture", action="start", source="nfnetlink",
                               monitor="nft"))
-        time.sleep(0.3)
         assert connect(lab, guest) != 0
-        time.sleep(0.5)
+        seen = ["grep", "-q", "-F", guests[host]["ip"], start["state"]["log"]]   # the monitor wrote the SYN
+        deadline = time.time() + 15
+        while lab.exec(host, seen, check=False).returncode != 0:
+            assert time.time() < deadline, "waited 15 s for the guest's SYN in the nft monitor's log"
+            time.sleep(0.1)
         report = {}
         if os.environ.get("VIRTNET_CAPTURE_FIXTURES"):       # the report shown in docs/firewall.md
             report = dict(report_path=os.path.join(os.environ["VIRTNET_CAPTURE_FIXTURES"], "docker_drop_report.html"))

@@ -82,9 +82,14 @@ def test_log_output_for_guest_traffic(lab, run_playbook):
         ok(run(run_playbook, host, name="it-guest", table="nat", chain="POSTROUTING", source=info["ip"],
                prefix="vnlog-it: ", expires=300, position="insert"))  # before libvirt MASQUERADE
         lab.guest_exec("nflog7", ["sh", "-c", "nc -z -w 3 %s 3128 || true" % UPLINK])
-        time.sleep(1)
-        dmesg = lab.exec(host, ["dmesg"]).stdout
-        assert [x for x in dmesg.splitlines() if "vnlog-it: " in x and "SRC=%s" % info["ip"] in x], dmesg[-2000:]
+
+        def logged():
+            dmesg = lab.exec(host, ["dmesg"]).stdout
+            return [x for x in dmesg.splitlines() if "vnlog-it: " in x and "SRC=%s" % info["ip"] in x]
+        deadline = time.time() + 10   # LOG prints inside the packet's path: normally there at once
+        while not logged():
+            assert time.time() < deadline, "waited 10 s for the LOG line of %s in the kernel log" % info["ip"]
+            time.sleep(0.2)
     finally:
         run(run_playbook, host, name="it-guest", table="nat", state="absent")
         lab.guest_del("nflog7")

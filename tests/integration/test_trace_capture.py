@@ -62,6 +62,30 @@ def connect(lab, guest):
     return lab.guest_exec(guest, ["nc", "-z", "-w", "3", UPLINK, PORT], check=False)
 
 
+def wait_for(what, cond, timeout=15):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("waited %d s for %s" % (timeout, what))
+        time.sleep(0.1)
+
+
+def wait_traced(lab, host, start, guest_ip):
+    """Wait until what the capture reads holds a line of the guest's packets. A monitor (nfnetlink)
+    writes them to its log file after the kernel sent them; a syslog file gets them through its
+    forwarder. The kernel ring buffer needs no wait: TRACE prints there inside the packet's path, so the
+    lines are in it when the guest's connect returns."""
+    st = start["state"]
+    if st["source"] == "nfnetlink":
+        argv = ["grep", "-q", "-F", guest_ip, st["log"]]
+    elif st["tool"] == "syslog":
+        argv = ["grep", "-q", "-F", "SRC=%s " % guest_ip, st["file"]]
+    else:
+        return
+    wait_for("the trace of %s in %s's capture" % (guest_ip, host),
+             lambda: lab.exec(host, argv, check=False).returncode == 0)
+
+
 def hop_names(packet):
     return ["%s:%s" % (h["table"], h["chain"]) for h in packet["hops"]]
 
@@ -107,10 +131,9 @@ def start_stop(lab, run_module, host, guest, attempts=3, **args):
     for attempt in range(attempts):
         start = ok(run_module(host, MODULE, action="start", **args))
         assert start["changed"] and start["capture_id"]
-        time.sleep(0.3)
         probe = connect(lab, guest)
         assert probe.returncode == 0, probe.stderr
-        time.sleep(0.5)
+        wait_traced(lab, host, start, lab.state()["guests"][guest]["ip"])
         res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW,
                             return_lines=True))
         wrapped = res.get("marker_found") is False and any("the log wrapped" in w for w in res.get("warnings", []))
@@ -205,8 +228,7 @@ def test_report_written_on_the_controller(lab, run_module, traced, tmp_path, fmt
     host = "el6-1"
     path = str(tmp_path / ("report." + fmt))
     start = ok(run_module(host, MODULE, action="start"))
-    assert connect(lab, GUESTS[host]).returncode == 0
-    time.sleep(0.3)
+    assert connect(lab, GUESTS[host]).returncode == 0   # el6: dmesg, in the ring buffer when connect returns
     res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, report_path=path,
                         report_format=fmt))
     assert res["report_path"] == path
@@ -220,8 +242,7 @@ def test_shared_ring_buffer_other_hosts_filtered(lab, run_module, traced):
     start = ok(run_module("el7-1", MODULE, action="start"))
     p6 = connect(lab, GUESTS["el6-1"])
     p7 = connect(lab, GUESTS["el7-1"])
-    assert p6.returncode == 0 and p7.returncode == 0
-    time.sleep(0.5)
+    assert p6.returncode == 0 and p7.returncode == 0   # dmesg: in the ring buffer when connect returns
     res = ok(run_module("el7-1", MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
     assert res["stats"]["foreign_lines"] > 0
     assert any("vg-" + GUESTS["el6-1"] in x for x in res["lines"])
@@ -293,9 +314,11 @@ def syslog_file(lab):
     script = """: > %s
 cd / && nohup sh -c 'echo $$ > /tmp/virtnet-it-fwd.pid; cat /dev/kmsg | \
   sed -n -u "/^[0-9]/ s/^[^;]*;/Nov 26 21:00:00 el7-1 kernel: /p"' >> %s 2>/dev/null < /dev/null &
-sleep 0.5
 """ % (path, path)
     lab.exec(host, ["sh", "-c", script])
+    # cat /dev/kmsg starts with the whole ring buffer: the file fills as soon as the forwarder runs
+    wait_for("the kmsg forwarder to write %s" % path,
+             lambda: lab.exec(host, ["test", "-s", path], check=False).returncode == 0)
     yield host, path
     # the pid is the sh running the pipeline: kill its children (cat, sed) too
     lab.exec(host, ["sh", "-c", "p=$(cat /tmp/virtnet-it-fwd.pid); pkill -P $p; kill $p; "
@@ -310,7 +333,7 @@ def test_legacy_syslog_file_reader_and_loss_warning(lab, run_module, traced, sys
     # what rsyslog writes when imjournal drops messages (simulated: no rsyslog in the lab)
     lab.exec(host, ["sh", "-c", "echo 'Nov 26 21:00:01 el7-1 rsyslogd: imjournal: 12 messages lost due to "
                                 "rate-limiting' >> %s" % path])
-    time.sleep(0.5)
+    wait_traced(lab, host, start, traced[host]["ip"])
     res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
     assert res["marker_found"] is True
     assert all(" kernel: TRACE: " in x for x in res["lines"] if "TRACE" in x)
@@ -324,8 +347,7 @@ def test_unbound_logger_is_diagnosed(lab, run_module, traced):
     ok(run_module(host, "virtops.virtnet.nf_log", families=["ipv4"], state="absent"))
     try:
         start = ok(run_module(host, MODULE, action="start"))
-        assert connect(lab, GUESTS[host]).returncode == 0
-        time.sleep(0.3)
+        assert connect(lab, GUESTS[host]).returncode == 0   # dmesg: nothing printed, nothing to wait for
         res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW))
     finally:
         ok(run_module(host, "virtops.virtnet.nf_log", families=["ipv4"]))
@@ -354,8 +376,9 @@ def test_monitor_ends_by_itself_after_its_lifetime(lab, run_module, traced):
     start = ok(run_module(host, MODULE, action="start", lifetime=10))
     pid = start["state"]["pid"]
     assert lab.exec(host, ["kill", "-0", pid], check=False).returncode == 0
-    time.sleep(11)
-    assert not _alive_after(lab, host, pid, 10), "monitor %s still running after its 10 s lifetime" % pid
+    t0 = time.time()
+    assert not _alive_after(lab, host, pid, 21), "monitor %s still running 21 s into its 10 s lifetime" % pid
+    assert time.time() - t0 > 5, "monitor %s ended long before its lifetime" % pid
     res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"]))
     assert any("had exited before the capture was stopped" in w for w in res.get("warnings", []))
 

@@ -5,6 +5,7 @@ Run: VIRTLAB_NAME=nf .venv/bin/python -m pytest -q tests/integration/test_trace_
 """
 import json
 import re
+import subprocess
 import threading
 import time
 
@@ -323,25 +324,37 @@ def test_kernel_emits_trace_for_guest_traffic(lab, run_playbook, host):
         ok(run(run_playbook, host, MOD, name="it-emit", protocol="tcp", source=info["ip"], destination=UPLINK,
                destination_port=["3128"], expires=300))
         if host.startswith("debian"):
-            box = {}
-
-            def monitor():
-                box["out"] = lab.exec(host, ["timeout", "6", "xtables-monitor", "--trace"], check=False).stdout
-            t = threading.Thread(target=monitor)
-            t.start()
-            time.sleep(1.5)
-            _connect(lab, guest)
-            t.join()
-            text = box.get("out", "")
+            # xtables-monitor says nothing when it is ready: the guest connects again every half second
+            # until a packet of its flow is in the monitor's output (10 s at most)
+            mon = subprocess.Popen(lab._nsenter(host) + ["timeout", "20", "stdbuf", "-oL", "xtables-monitor", "--trace"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(iter(mon.stdout.readline, "")))
+            reader.start()
+            try:
+                def seen():
+                    return [x for x in list(lines) if info["ip"] in x and "3128" in x]
+                deadline = time.time() + 10
+                while not seen() and time.time() < deadline:
+                    _connect(lab, guest)
+                    t_end = time.time() + 0.5
+                    while not seen() and time.time() < t_end:
+                        time.sleep(0.05)
+            finally:
+                mon.terminate()   # SIGTERM: timeout passes it on to xtables-monitor (SIGKILL would orphan it)
+                mon.wait()
+                reader.join(10)
+            text = "".join(lines)
             assert "PACKET" in text or "TRACE" in text, text[-2000:]
-            assert info["ip"] in text and "3128" in text
+            assert seen(), text[-2000:]
         else:
-            _connect(lab, guest)
-            time.sleep(1)
-            dmesg = lab.exec(host, ["dmesg"]).stdout
-            hits = [x for x in dmesg.splitlines()
-                    if "TRACE: raw:PREROUTING" in x and "SRC=%s" % info["ip"] in x and "DPT=3128" in x]
-            assert hits, dmesg[-3000:]
+            _connect(lab, guest)   # legacy: TRACE prints to the ring buffer inside the packet's path
+
+            def hits():
+                dmesg = lab.exec(host, ["dmesg"]).stdout
+                return [x for x in dmesg.splitlines()
+                        if "TRACE: raw:PREROUTING" in x and "SRC=%s" % info["ip"] in x and "DPT=3128" in x]
+            wait_for("TRACE lines of %s's SYN in %s's kernel log" % (info["ip"], host), hits, timeout=10, every=0.2)
     finally:
         run(run_playbook, host, MOD, name="it-emit", state="absent")
         lab.guest_del(guest)
