@@ -111,6 +111,12 @@ compat: venv-2.16 link
 PY313 ?= $(shell p=$$(command -v pyenv || echo $(HOME)/.pyenv/bin/pyenv); \
   pre=$$($$p prefix 3.13.0 2>/dev/null) && test -x $$pre/bin/python3.13 && echo $$pre/bin/python3.13)
 TARGETS_IT := tests/integration/test_network.py tests/integration/test_guest_interface.py
+# the tracing suites' per-host tests, run on the target persona's host only (-k), and the corpus conformance
+# test on the target's own libvirt (selected by its name): the other hosts of
+# those labs (debian12, el7, el6) are covered by `make integration`
+TRACING_IT := tests/integration/test_nf_log.py tests/integration/test_trace_rule.py tests/integration/test_log_rule.py \
+  tests/integration/test_network_corpus.py
+lane_k = -k "test_network or test_guest_interface or $(1)-1"
 SMOKE_IT   := tests/integration/test_lab.py tests/integration/test_nf_log.py \
   tests/integration/test_network.py::test_mode_lifecycle \
   tests/integration/test_network.py::test_check_mode_reports_and_changes_nothing \
@@ -141,7 +147,8 @@ sanity-2.21: venv-2.21
 integration-targets: deps pytargets venv-2.16
 	@mkdir -p $(BUILD); rc=0; for t in el7 el8; do \
 	  VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-$$t VIRTLAB_TARGET=$$t $(VENV216)/bin/python -m pytest -q -m integration \
-	    -p no:cacheprovider --durations=5 $(TARGETS_IT) $(PYTEST_ARGS) > $(BUILD)/it-2.16-$$t.log 2>&1 & \
+	    -p no:cacheprovider --durations=5 $(TARGETS_IT) $(TRACING_IT) $(call lane_k,$$t) $(PYTEST_ARGS) \
+	    > $(BUILD)/it-2.16-$$t.log 2>&1 & \
 	done; for t in el7 el8; do wait -n || rc=1; done; \
 	for t in el7 el8; do echo "--- ansible-core 2.16, VIRTLAB_TARGET=$$t"; tail -n 25 $(BUILD)/it-2.16-$$t.log; done; exit $$rc
 
@@ -151,7 +158,8 @@ USERLANDS ?= debian11 debian13 el10
 integration-userlands: deps rootfs
 	@mkdir -p $(BUILD); rc=0; for t in $(USERLANDS); do \
 	  VIRTLAB_NAME=$${VIRTLAB_NAME:-it}-$$t VIRTLAB_TARGET=$$t $(PY) -m pytest -q -m integration \
-	    -p no:cacheprovider -p no:xdist --durations=5 $(TARGETS_IT) $(PYTEST_ARGS) > $(BUILD)/it-$$t.log 2>&1 & \
+	    -p no:cacheprovider -p no:xdist --durations=5 $(TARGETS_IT) $(TRACING_IT) $(call lane_k,$$t) $(PYTEST_ARGS) \
+	    > $(BUILD)/it-$$t.log 2>&1 & \
 	done; for t in $(USERLANDS); do wait -n || rc=1; done; \
 	for t in $(USERLANDS); do echo "--- VIRTLAB_TARGET=$$t"; tail -n 25 $(BUILD)/it-$$t.log; done; exit $$rc
 

@@ -5,6 +5,8 @@ Run: VIRTLAB_NAME=nf .venv/bin/python -m pytest -q tests/integration/test_nf_log
 """
 import pytest
 
+from labansible import TARGET_HOST  # tests/lab, put on sys.path by conftest
+
 MOD = "virtops.virtnet.nf_log"
 EXPECT = {
     # host: (module for ipv4, logger ipv4, logger ipv6, modules file, sysctl file)
@@ -13,7 +15,14 @@ EXPECT = {
     "el7-1": ("nf_log_ipv4", "nf_log_ipv4", "nf_log_ipv6",
               "/etc/modules-load.d/virtnet.conf", "/etc/sysctl.d/90-virtnet.conf"),
     "el6-1": ("ipt_LOG", "ipt_LOG", "ip6t_LOG", "/etc/sysconfig/modules/virtnet.modules", "/etc/sysctl.conf"),
+    # the userland personas (kernel 6.1 for debian11/13, 6.12 for el10: nf_log_syslog; el8's 4.18: nf_log_ipv4)
+    "el8-1": ("nf_log_ipv4", "nf_log_ipv4", "nf_log_ipv6",
+              "/etc/modules-load.d/virtnet.conf", "/etc/sysctl.d/90-virtnet.conf"),
 }
+for _h in ("debian11-1", "debian13-1", "el10-1"):
+    EXPECT[_h] = EXPECT["debian12-1"]
+# debian12, el7, el6, and the persona of $VIRTLAB_TARGET (make integration-userlands / integration-targets)
+HOSTS = sorted(set(["debian12-1", "el7-1", "el6-1", TARGET_HOST]))
 
 
 def ok(res):
@@ -30,7 +39,7 @@ def read(lab, host, path):
     return r.stdout if r.returncode == 0 else None
 
 
-@pytest.mark.parametrize("host", sorted(EXPECT))
+@pytest.mark.parametrize("host", HOSTS)
 def test_binds_the_right_logger_and_persists(lab, run_module, host):
     module, log4, log6, modfile, sysfile = EXPECT[host]
     # start unbound and without our files, as on a fresh host
