@@ -327,7 +327,6 @@ def test_ssh_cut_during_trace_capture_start(lab):
     assert not stop['results']['cut'][host]['failed'], stop
 
 
-
 def test_ssh_cut_during_trace_capture_oneshot(lab):
     """The same cut during action=oneshot (duration 3 s): its monitor is bounded by the oneshot's lifetime
     (duration + 120 s, as ``timeout`` on the host), and the next start reports it as still running. Its lifetime
@@ -338,8 +337,8 @@ def test_ssh_cut_during_trace_capture_oneshot(lab):
     assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
     killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
     try:
-        out = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='oneshot', source='nfnetlink',
-                                                                            duration=3)})
+        oneshot = {'virtops.virtnet.trace_capture': dict(action='oneshot', source='nfnetlink', duration=3)}
+        out = cut_playbook(lab, host, oneshot)
         assert 'killed' in killer.result(), killer.result()
     finally:
         killer.stop()
@@ -362,6 +361,7 @@ def test_ssh_cut_during_trace_capture_oneshot(lab):
     last = cut_playbook(lab, host, start)['results']['cut'][host]
     assert any('removed what capture %s left' % cid in w for w in last.get('warnings', [])), last
     cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=last['capture_id'])})
+
 
 # ------------------------------------------------------------------------------------------
 # a busy flow under TRACE with rate
