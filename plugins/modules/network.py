@@ -533,7 +533,8 @@ xml:
   type: str
 changes:
   description:
-    - What changed (or would change) and how.
+    - What changed (or would change) and how, in the shape every module of this collection returns
+      (M(virtops.virtnet.guest_interface) too), C({what, how}).
     - C(how) is one of C(create), C(live-update), C(redefine), C(restart), C(start), C(stop),
       C(autostart), C(undefine).
   returned: always
@@ -593,7 +594,7 @@ autostart:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect, finish
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network_manager import NetworkManager
 
 
@@ -715,7 +716,7 @@ def main():
         supports_check_mode=True,
     )
     conn = connect(module)
-    NetworkManager(module, conn).run()
+    finish(module, NetworkManager(module, conn))
 
 
 if __name__ == '__main__':

@@ -37,7 +37,6 @@ sys.path.insert(0, LIBVIRT_TESTS)
 from ansible.module_utils import basic  # noqa: E402
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _domain as D  # noqa: E402
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as H  # noqa: E402
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_manager as M  # noqa: E402
 from ansible_collections.virtops.virtnet.plugins.modules import guest_interface as gi_module  # noqa: E402
 from ansible_collections.virtops.virtnet.plugins.modules import network as net_module  # noqa: E402
@@ -126,9 +125,8 @@ def _no_network_conf(path, *args, **kwargs):
 
 # ------------------------------------------------------------------------------------------------ network
 def _network_host(patch, host):
-    for name in ("host_links", "host_routes", "bridge_ports", "running_guest_ports"):
-        patch.set(H, name, getattr(host, name))
-    patch.set(H, "link_mac", lambda dev, sys_net=None: "fe:54:00:00:00:%02x" % (sum(map(ord, dev)) % 256))
+    host.link_mac = lambda dev: "fe:54:00:00:00:%02x" % (sum(map(ord, dev)) % 256)
+    patch.set(M, "HostView", lambda: host)
 
 
 def _network_run(conn, args, check=False, host=None):
