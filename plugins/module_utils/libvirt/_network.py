@@ -629,21 +629,27 @@ def _canon_lease(item):
     return item
 
 
+def ip_prefix(ip):
+    """The prefix of an ``ips`` entry: ``prefix``, else ``netmask``, else libvirt's default when neither is
+    given (classful for IPv4: 8, 16 or 24 by the first octet; 64 for IPv6). The one place that computes it."""
+    if ip.get('prefix') is not None:
+        return ip['prefix']
+    if ip.get('netmask'):
+        return netmask_to_prefix(ip['netmask'])
+    addr = ip.get('address')
+    if (ip.get('family') or family_of(addr)) == 'ipv4':
+        first = ip_to_int(addr)[1] >> 24
+        return 8 if first < 128 else (16 if first < 192 else 24)
+    return 64
+
+
 def _canon_ip(ip):
     ip = _canon_generic(dict(ip)) or {}
     addr = ip.get('address')
     fam = ip.get('family') or family_of(addr)
     ip['family'] = fam
     ip['address'] = norm_ip(addr, 'ip address')
-    if ip.get('prefix') is None:
-        if ip.get('netmask'):
-            ip['prefix'] = netmask_to_prefix(ip['netmask'])
-        elif fam == 'ipv4':
-            # libvirt: classful default when neither netmask nor prefix is given
-            first = ip_to_int(addr)[1] >> 24
-            ip['prefix'] = 8 if first < 128 else (16 if first < 192 else 24)
-        else:
-            ip['prefix'] = 64
+    ip['prefix'] = ip_prefix(ip)
     ip.pop('netmask', None)
     ranges = []
     for rng in ip.get('ranges') or []:
@@ -796,11 +802,7 @@ def _validate_ip(ip, where='ips[0]'):
     fam = ip.get('family') or family_of(addr)
     if fam != family_of(addr):
         raise ModelError('ip address %s is not %s' % (addr, fam))
-    prefix = ip.get('prefix')
-    if prefix is None and ip.get('netmask'):
-        prefix = netmask_to_prefix(ip['netmask'])
-    if prefix is None:
-        prefix = 24 if fam == 'ipv4' else 64
+    prefix = ip_prefix(ip)
     if not 0 < prefix <= (32 if fam == 'ipv4' else 128):
         raise ModelError('invalid prefix %s for %s' % (prefix, addr))
     if fam == 'ipv4' and prefix < 31:
