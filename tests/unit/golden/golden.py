@@ -27,7 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 UNIT = os.path.dirname(HERE)
 ROOT = os.path.dirname(os.path.dirname(UNIT))
-LIBVIRT_TESTS = os.path.join(UNIT, "plugins", "module_utils")
+LIBVIRT_TESTS = os.path.join(UNIT, "plugins", "module_utils", "libvirt")
 LIBVIRT_GOLDEN = os.path.join(HERE, "libvirt_modules.json")
 TRACE_GOLDEN = os.path.join(HERE, "trace_report.json")
 

@@ -169,7 +169,7 @@ def test_domain_interfaces_for_guest_ports():
 def _capture(name):
     import os
     here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, '..', '..', 'fixtures', 'firewall_rules', name)) as f:
+    with open(os.path.join(here, '..', '..', '..', 'fixtures', 'firewall_rules', name)) as f:
         return f.read()
 
 
