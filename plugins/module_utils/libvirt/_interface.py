@@ -45,13 +45,12 @@ Read-only keys filled by ``interface_from_xml`` only: ``alias`` (``net0``...), `
 interface is plugged into, from the live XML; ``None`` otherwise); they are ignored by
 comparison and building.
 
-For ``network_info``: ``interfaces_attached_to(domain_xml, network=..., bridge=...)`` lists the
-interfaces of one domain plugged into a libvirt network or host bridge, each model with an
-extra ``domain`` key.
+For ``network_info`` and the restart of a network: ``domain_interfaces(domain_xml)`` lists the
+models of a domain's interfaces (``_host.HostView.running_guest_ports`` picks those on a network).
 
 Canonical comparison: ``interface_differences(desired, current)`` returns the list of
 ``{'key', 'before', 'after'}`` for each key set in ``desired`` that differs (after
-normalisation) from ``current``; ``interface_matches`` is its boolean form. Validation of
+normalisation) from ``current`` (empty when it matches). Validation of
 user input: ``validate_interface(model)`` raises ``InterfaceModelError`` with a message meant
 for the user. ``normalize_mac`` parses and canonicalises a MAC address.
 
@@ -401,25 +400,6 @@ def domain_interfaces(domain_xml):
     return [interface_from_xml(e) for e in root.findall('./devices/interface')]
 
 
-def interfaces_attached_to(domain_xml, network=None, bridge=None):
-    """Interfaces of one domain on libvirt network ``network`` or host bridge ``bridge``.
-
-    A type network interface matches by network name; any interface matches by the bridge it
-    is plugged into (``host_bridge``, known from the live XML of a running domain, or the
-    source of a type bridge interface). Each model gets an extra ``domain`` key (the name).
-    """
-    root = _parse(domain_xml)
-    name = root.findtext('name')
-    found = []
-    for model in domain_interfaces(root):
-        on_network = network is not None and model['type'] == 'network' and model['source'] == network
-        on_bridge = bridge is not None and model.get('host_bridge') == bridge
-        if on_network or on_bridge:
-            model['domain'] = name
-            found.append(model)
-    return found
-
-
 # --------------------------------------------------------------------------- model -> XML
 
 def _child(parent, tag, before=()):
@@ -626,11 +606,6 @@ def interface_differences(desired, current, keys=None):
         if want != have:
             diffs.append({'key': key, 'before': have, 'after': want})
     return diffs
-
-
-def interface_matches(desired, current, keys=None):
-    """True when ``current`` has every value set in ``desired`` (see interface_differences)."""
-    return not interface_differences(desired, current, keys)
 
 
 def interface_identity(model):

@@ -75,7 +75,6 @@ class Plan(object):
         self.live_ops = []         # [LiveOp]
         self.redefine = False
         self.restart_reasons = []  # what needs the restart of the running network
-        self.differences = []      # model keys that differ (structural)
 
     def add(self, what, how):
         self.changes.append({'what': what, 'how': how})
@@ -231,7 +230,6 @@ def plan_definition(current, desired, active, will_be_active, libvirt_version=No
         return plan
     structural = differing_keys(_strip_live(cur), _strip_live(des))
     if structural:
-        plan.differences = structural
         plan.redefine = True
         for key in structural:
             plan.add(key, 'redefine')
