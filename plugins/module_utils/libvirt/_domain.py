@@ -32,7 +32,6 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._host impo
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
     DEFAULT_MODEL,
     READONLY_KEYS,
-    InterfaceModelError,
     find_interface_elements,
     interface_differences,
     interface_from_xml,
@@ -46,7 +45,7 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface
     validate_interface,
 )
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import etree
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import ModelError, etree
 
 # Live-only domain metadata where we note MACs whose unplug we requested and the guest has not
 # completed yet, so that a second run reports "pending" without asking again (changed: false).
@@ -295,7 +294,7 @@ class GuestInterfaceManager:
                 validate_interface(desired)
             elif not desired.get('mac'):
                 validate_identity(desired)
-        except InterfaceModelError as exc:
+        except ModelError as exc:
             self._fail(str(exc))
 
         dom = self._lookup_domain(params['domain'])

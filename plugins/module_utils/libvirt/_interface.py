@@ -65,6 +65,9 @@ import os
 import random
 import re
 
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._port import (
+    bandwidth_element, bandwidth_from_xml, norm_bandwidth, norm_virtualport, virtualport_element,
+    virtualport_from_xml)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
     ModelError, etree, norm_mac, string_types,
 )
@@ -79,8 +82,6 @@ MODES_BY_TYPE = {
 }
 LINK_STATES = ('up', 'down')
 VIRTUALPORT_TYPES = ('openvswitch',)
-BANDWIDTH_DIRECTIONS = ('inbound', 'outbound')
-BANDWIDTH_FIELDS = ('average', 'peak', 'burst', 'floor')
 DEFAULT_MODEL = 'virtio'
 
 # Keys that describe an interface (what the module takes and compares).
@@ -94,7 +95,7 @@ READONLY_KEYS = ('alias', 'address', 'host_bridge')
 AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
 
 
-class InterfaceModelError(ValueError):
+class InterfaceModelError(ModelError):
     """Invalid interface description; the message is meant for the user."""
 
 
@@ -139,31 +140,6 @@ def _to_int(value, what):
         raise InterfaceModelError('%s must be an integer, got %r' % (what, value))
 
 
-def _norm_bandwidth(bw):
-    """Canonical bandwidth: only directions with at least one field; ints; {} when empty."""
-    if not bw:
-        return {}
-    out = {}
-    for direction in BANDWIDTH_DIRECTIONS:
-        fields = bw.get(direction) or {}
-        norm = {}
-        for field in BANDWIDTH_FIELDS:
-            val = _to_int(fields.get(field), 'bandwidth.%s.%s' % (direction, field))
-            if val is not None:
-                norm[field] = val
-        unknown = set(fields) - set(BANDWIDTH_FIELDS)
-        if unknown:
-            raise InterfaceModelError('bandwidth.%s: unknown field(s) %s (known: %s)' % (
-                direction, ', '.join(sorted(unknown)), ', '.join(BANDWIDTH_FIELDS)))
-        if norm:
-            out[direction] = norm
-    unknown = set(bw) - set(BANDWIDTH_DIRECTIONS)
-    if unknown:
-        raise InterfaceModelError('bandwidth: unknown direction(s) %s (known: inbound, outbound)'
-                                  % ', '.join(sorted(unknown)))
-    return out
-
-
 def _norm_param_value(value):
     if isinstance(value, (list, tuple)):
         vals = [str(v) for v in value]
@@ -185,13 +161,11 @@ def _norm_filterref(fref):
 
 
 def _norm_virtualport(vport):
+    """The virtualport of _port.py, with the keys of this module's option always there (type defaults to openvswitch)."""
+    vport = norm_virtualport(vport)
     if not vport:
         return None
-    if isinstance(vport, string_types):
-        vport = {'type': vport}
-    return {'type': vport.get('type') or 'openvswitch',
-            'interfaceid': vport.get('interfaceid') or None,
-            'profileid': vport.get('profileid') or None}
+    return dict({'type': 'openvswitch', 'interfaceid': None, 'profileid': None}, **vport)
 
 
 def canonical_interface(model):
@@ -207,7 +181,7 @@ def canonical_interface(model):
     out['mac'] = normalize_mac(out['mac'])
     for key in ('reconnect', 'queues', 'mtu', 'boot_order'):
         out[key] = _to_int(out[key], key)
-    out['bandwidth'] = _norm_bandwidth(out['bandwidth'])
+    out['bandwidth'] = norm_bandwidth(out['bandwidth'])
     out['filterref'] = _norm_filterref(out['filterref'])
     out['virtualport'] = _norm_virtualport(out['virtualport'])
     for key in READONLY_KEYS:
@@ -338,12 +312,8 @@ def interface_from_xml(elem):
                                or src.get('path'))
     vport = elem.find('virtualport')
     if vport is not None:
-        params = vport.find('parameters')
-        model['virtualport'] = {
-            'type': vport.get('type'),
-            'interfaceid': params.get('interfaceid') if params is not None else None,
-            'profileid': params.get('profileid') if params is not None else None,
-        }
+        model['virtualport'] = dict({'type': None, 'interfaceid': None, 'profileid': None},
+                                    **virtualport_from_xml(vport))
     mac = elem.find('mac')
     if mac is not None and mac.get('address'):
         model['mac'] = mac.get('address').lower()
@@ -378,12 +348,7 @@ def interface_from_xml(elem):
         model['filterref'] = _norm_filterref({'filter': fref.get('filter'), 'parameters': params})
     bw = elem.find('bandwidth')
     if bw is not None:
-        raw = {}
-        for direction in BANDWIDTH_DIRECTIONS:
-            d = bw.find(direction)
-            if d is not None:
-                raw[direction] = dict((f, d.get(f)) for f in BANDWIDTH_FIELDS if d.get(f))
-        model['bandwidth'] = _norm_bandwidth(raw)
+        model['bandwidth'] = bandwidth_from_xml(bw)
     model['host_bridge'] = None
     if src is not None and itype in ('network', 'bridge'):
         model['host_bridge'] = src.get('bridge')
@@ -493,12 +458,8 @@ def interface_to_xml(model, base=None, keys=None):
         _drop(elem, 'virtualport')
         vport = _norm_virtualport(model.get('virtualport'))
         if vport:
-            vp = etree.Element('virtualport', type=vport['type'])
-            params = dict((k, vport[k]) for k in ('interfaceid', 'profileid') if vport.get(k))
-            if params:
-                etree.SubElement(vp, 'parameters', **params)
             src = elem.find('source')
-            elem.insert(elem.index(src) + 1 if src is not None else len(elem), vp)
+            elem.insert(elem.index(src) + 1 if src is not None else len(elem), virtualport_element(vport))
     if 'target_dev' in apply_keys:
         target = model.get('target_dev')
         if target and AUTO_TARGET_RE.match(target):
@@ -533,13 +494,9 @@ def interface_to_xml(model, base=None, keys=None):
                     etree.SubElement(fe, 'parameter', name=name, value=value)
     if 'bandwidth' in apply_keys:
         _drop(elem, 'bandwidth')
-        bw = _norm_bandwidth(model.get('bandwidth'))
+        bw = norm_bandwidth(model.get('bandwidth'))
         if bw:
-            be = etree.SubElement(elem, 'bandwidth')
-            for direction in BANDWIDTH_DIRECTIONS:
-                if direction in bw:
-                    etree.SubElement(be, direction, **dict(
-                        (f, str(bw[direction][f])) for f in BANDWIDTH_FIELDS if f in bw[direction]))
+            elem.append(bandwidth_element(bw))
     return elem
 
 
@@ -567,7 +524,7 @@ def reindent(elem):
 def _comparable(model, key):
     value = model.get(key)
     if key == 'bandwidth':
-        return _norm_bandwidth(value)
+        return norm_bandwidth(value)
     if key == 'filterref':
         return _norm_filterref(value)
     if key == 'virtualport':

@@ -28,6 +28,9 @@ import re
 
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._port import (
+    bandwidth_element, bandwidth_from_xml, norm_bandwidth, norm_virtualport, virtualport_element,
+    virtualport_from_xml)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
     ModelError, parse_xml, to_string, sub, yesno, to_int, norm_mac, norm_ip,
     family_of, ip_to_int, int_to_ip, netmask_to_prefix, prefix_to_netmask, in_subnet, network_of, etree)
@@ -106,11 +109,11 @@ def from_xml(text):
                 'metric': to_int(child.get('metric'), 'route metric'),
             })]
         elif tag == 'virtualport':
-            m['virtualport'] = _virtualport_from(child)
+            m['virtualport'] = virtualport_from_xml(child)
         elif tag == 'vlan':
             m['vlan'] = _vlan_from(child)
         elif tag == 'bandwidth':
-            m['bandwidth'] = _bandwidth_from(child)
+            m['bandwidth'] = bandwidth_from_xml(child)
         elif tag == 'port':
             m['port_isolated'] = yesno(child.get('isolated'), 'port isolated')
         elif tag == 'portgroup':
@@ -246,28 +249,12 @@ def _dns_from(elem):
     return _drop_none(dns)
 
 
-def _virtualport_from(elem):
-    params = elem.find('parameters')
-    vp = {'type': elem.get('type')}
-    if params is not None:
-        vp['parameters'] = dict(params.attrib)
-    return _drop_none(vp)
-
-
 def _vlan_from(elem):
     return _drop_none({
         'trunk': yesno(elem.get('trunk'), 'vlan trunk'),
         'tags': [_drop_none({'id': to_int(t.get('id'), 'vlan tag id'), 'native_mode': t.get('nativeMode')})
                  for t in elem if t.tag == 'tag'],
     })
-
-
-def _bandwidth_from(elem):
-    bw = {}
-    for child in elem:
-        if child.tag in ('inbound', 'outbound'):
-            bw[child.tag] = dict((k, to_int(v, 'bandwidth %s' % k)) for k, v in child.attrib.items())
-    return bw
 
 
 def _portgroup_from(elem):
@@ -280,9 +267,9 @@ def _portgroup_from(elem):
         if child.tag == 'vlan':
             pg['vlan'] = _vlan_from(child)
         elif child.tag == 'virtualport':
-            pg['virtualport'] = _virtualport_from(child)
+            pg['virtualport'] = virtualport_from_xml(child)
         elif child.tag == 'bandwidth':
-            pg['bandwidth'] = _bandwidth_from(child)
+            pg['bandwidth'] = bandwidth_from_xml(child)
     return _drop_none(pg)
 
 
@@ -342,11 +329,11 @@ def to_element(model):
     if m.get('dns'):
         _dns_to(root, m['dns'])
     if m.get('virtualport'):
-        _virtualport_to(root, m['virtualport'])
+        root.append(virtualport_element(m['virtualport']))
     if m.get('vlan'):
         _vlan_to(root, m['vlan'])
     if m.get('bandwidth'):
-        _bandwidth_to(root, m['bandwidth'])
+        root.append(bandwidth_element(m['bandwidth']))
     if m.get('port_isolated') is not None:
         sub(root, 'port', [('isolated', m['port_isolated'])])
     for ip in m.get('ips') or []:
@@ -461,26 +448,10 @@ def _dns_to(root, dns):
         elem.append(dns_srv_element(srv))
 
 
-def _virtualport_to(parent, vp):
-    elem = sub(parent, 'virtualport', [('type', vp.get('type'))])
-    if vp.get('parameters'):
-        params = sub(elem, 'parameters')
-        for k in sorted(vp['parameters']):
-            params.set(k, '%s' % vp['parameters'][k])
-
-
 def _vlan_to(parent, vlan):
     elem = sub(parent, 'vlan', [('trunk', vlan.get('trunk'))])
     for tag in vlan.get('tags') or []:
         sub(elem, 'tag', [('id', tag.get('id')), ('nativeMode', tag.get('native_mode'))])
-
-
-def _bandwidth_to(parent, bw):
-    elem = sub(parent, 'bandwidth')
-    for direction in ('inbound', 'outbound'):
-        if bw.get(direction):
-            sub(elem, direction, [(k, bw[direction][k]) for k in sorted(bw[direction])
-                                  if bw[direction][k] is not None])
 
 
 def portgroup_element(pg):
@@ -493,9 +464,9 @@ def portgroup_element(pg):
     if pg.get('vlan'):
         _vlan_to(elem, pg['vlan'])
     if pg.get('virtualport'):
-        _virtualport_to(elem, pg['virtualport'])
+        elem.append(virtualport_element(pg['virtualport']))
     if pg.get('bandwidth'):
-        _bandwidth_to(elem, pg['bandwidth'])
+        elem.append(bandwidth_element(pg['bandwidth']))
     return elem
 
 
@@ -589,8 +560,9 @@ def canonical(model, declared=None):
     m['routes'] = sorted((_canon_route(r) for r in m['routes'] or []), key=_sort_key) or None
     m['portgroups'] = sorted((_canon_portgroup(pg) for pg in m['portgroups'] or []),
                              key=lambda p: p.get('name') or '') or None
-    for key in ('virtualport', 'vlan', 'bandwidth'):
-        m[key] = _canon_generic(m[key])
+    m['virtualport'] = norm_virtualport(m['virtualport']) or None
+    m['bandwidth'] = norm_bandwidth(m['bandwidth']) or None
+    m['vlan'] = _canon_generic(m['vlan'])
     if m['dnsmasq_options'] == []:
         m['dnsmasq_options'] = None
     if m['extra_xml'] == []:
@@ -706,6 +678,11 @@ def _canon_dns(dns):
 
 def _canon_portgroup(pg):
     pg = _canon_generic(dict(pg)) or {}
+    for key, norm in (('virtualport', norm_virtualport), ('bandwidth', norm_bandwidth)):
+        if pg.get(key) is not None:
+            pg[key] = norm(pg[key]) or None
+            if pg[key] is None:
+                pg.pop(key)
     if pg.get('default') is False:
         pg.pop('default')
     if pg.get('trust_guest_rx_filters') is False:
