@@ -35,6 +35,12 @@ sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 sys.path.insert(0, LIBVIRT_TESTS)
 
 from ansible.module_utils import basic  # noqa: E402
+from ansible.module_utils.common import warnings  # noqa: E402
+
+try:
+    from ansible.module_utils import _internal  # ansible-core 2.19
+except ImportError:  # 2.16
+    _internal = None
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _domain as D  # noqa: E402
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_manager as M  # noqa: E402
@@ -82,10 +88,24 @@ FIREWALL = {
 }
 
 
+def _messages(items):
+    """Warnings and deprecations as their text: a list of str (ansible-core 2.16) or of summaries (2.19)."""
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = (item.get("event") or {}).get("msg") or item.get("msg")
+        out.append(item)
+    return out
+
+
 def _run_main(main, args, check=False, diff=True, patch=None):
     """Run a module's main() with ``args``; return the result dict it prints (exit_json or fail_json)."""
+    warnings._global_warnings.clear()  # AnsibleModule keeps them process-wide: each run starts with none
+    warnings._global_deprecations.clear()
     payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     p = patch or _Patch()
+    if hasattr(_internal, "is_controller"):  # ansible-core 2.19: once controller code is imported (by other tests),
+        p.set(_internal, "is_controller", False)  # module warnings would go to Display, not into the result
     p.set(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": payload}).encode("utf-8"))
     if hasattr(basic, "_ANSIBLE_PROFILE"):
         p.set(basic, "_ANSIBLE_PROFILE", "legacy")
@@ -112,6 +132,9 @@ def _run_main(main, args, check=False, diff=True, patch=None):
         p.undo()
     result = json.loads(out.getvalue())
     result.pop("invocation", None)
+    for key in ("warnings", "deprecations"):
+        if key in result:
+            result[key] = _messages(result[key])
     if "exception" in result:
         result["exception"] = result["exception"].strip().splitlines()[-1]
     return result
@@ -298,15 +321,15 @@ def guest_interface_records():
     dom.unplug_completes = True
     out["guest_interface/running.unplug.completes"] = _gi_run(conn, dict(domain="r", mac="52:54:00:bb:00:01", state="absent"))
     dom.refuse_update = "Operation not supported: cannot modify network device link state"
-    out["guest_interface/running.refused_update"] = _gi_run(conn, dict(domain="r", mac="52:54:00:00:00:01", type="network",
-                                                                        source="default", link_state="down"))
+    out["guest_interface/running.refused_update"] = _gi_run(
+        conn, dict(domain="r", mac="52:54:00:00:00:01", type="network", source="default", link_state="down"))
     two = TI.FakeDomain("a", ifaces=net_if + net_if.replace(":01", ":02"), running=True)
-    out["guest_interface/running.ambiguous"] = _gi_run(conn_with(two), dict(domain="a", type="network", source="default",
-                                                                            state="absent"))
+    out["guest_interface/running.ambiguous"] = _gi_run(
+        conn_with(two), dict(domain="a", type="network", source="default", state="absent"))
     dom2 = TI.FakeDomain("h", running=True)
     dom2.refuse_attach = "internal error: unable to execute QEMU command 'netdev_add'"
-    out["guest_interface/running.hotplug_refused"] = _gi_run(conn_with(dom2), dict(domain="h", type="network", source="default",
-                                                                                     mac="52:54:00:cc:00:01"))
+    out["guest_interface/running.hotplug_refused"] = _gi_run(
+        conn_with(dom2), dict(domain="h", type="network", source="default", mac="52:54:00:cc:00:01"))
     dom3 = TI.FakeDomain("v", running=True)
     out["guest_interface/running.vhostuser_config_only"] = _gi_run(conn_with(dom3), dict(
         domain="v", type="vhostuser", path="/run/s.sock", mode="server", ensure_shared_memory=True, mac="52:54:00:cc:00:02"))
