@@ -394,8 +394,8 @@ options:
         type: str
       parameters:
         description:
-          - The older form of the keys above, as one dict (for example C({profileid: ...})); read as
-            if its keys were given beside O(virtualport.type). Results always use the keys above.
+          - The older form of the keys above, as one dict (for example with the key C(profileid)); read
+            as if its keys were given beside O(virtualport.type). Results always use the keys above.
         type: dict
   vlan:
     description: VLAN tags of the network.

@@ -205,9 +205,12 @@ class GuestInterfaceManager:
                     self._fail('unknown network %s (libvirt networks: %s)'
                                % (src, ', '.join(names) or 'none'))
                 self._fail('cannot look up network %s: %s' % (src, _err_msg(exc)))
-            if not net.isActive():
-                self.warnings.append('network %s is not active: a running guest cannot be '
-                                     'plugged into it until it is started' % src)
+            try:
+                if not net.isActive():
+                    self.warnings.append('network %s is not active: a running guest cannot be '
+                                         'plugged into it until it is started' % src)
+            except LibvirtError:
+                pass  # removed meanwhile: the attach says so
             return
         if not self._local():
             return  # host devices can only be checked on the hypervisor itself

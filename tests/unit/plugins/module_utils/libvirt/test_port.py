@@ -34,8 +34,8 @@ def _text(elem):
 
 
 def test_network_and_interface_write_the_same_xml():
-    net_xml = etree.fromstring(N.to_xml(N.canonical(dict(N.empty_model(), name='n', forward='bridge',
-                                                          bridge={'name': 'ovsbr0'}, virtualport=VPORT, bandwidth=BW))))
+    model = dict(N.empty_model(), name='n', forward='bridge', bridge={'name': 'ovsbr0'}, virtualport=VPORT, bandwidth=BW)
+    net_xml = etree.fromstring(N.to_xml(N.canonical(model)))
     iface = interface_to_xml({'type': 'bridge', 'source': 'ovsbr0', 'virtualport': VPORT, 'bandwidth': BW,
                               'mac': '52:54:00:00:00:01'})
     for tag in ('virtualport', 'bandwidth'):
