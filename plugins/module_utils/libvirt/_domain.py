@@ -154,19 +154,25 @@ class GuestInterfaceManager:
         uri = self.params.get('uri') or 'qemu:///system'
         return bool(_LOCAL_URI_RE.match(uri))
 
-    def _lookup_domain(self, name):
+    def _lookup(self, kind, name):
+        """The libvirt domain or network ``name``; a clear failure naming those there are when it is not."""
+        lookup, list_all, missing, unknown, there = {
+            'domain': (self.conn.lookupByName, self.conn.listAllDomains, VIR_ERR_NO_DOMAIN,
+                       'domain %s not found', 'defined domains'),
+            'network': (self.conn.networkLookupByName, self.conn.listAllNetworks, VIR_ERR_NO_NETWORK,
+                        'unknown network %s', 'libvirt networks'),
+        }[kind]
         try:
-            return self.conn.lookupByName(name)
+            return lookup(name)
         except LibvirtError as exc:
-            if _err_code(exc) == VIR_ERR_NO_DOMAIN or 'not found' in _err_msg(exc).lower():
+            if _err_code(exc) == missing or 'not found' in _err_msg(exc).lower():
                 names = []
                 try:
-                    names = sorted(d.name() for d in self.conn.listAllDomains(VIR_CONNECT_LIST_ALL))
+                    names = sorted(d.name() for d in list_all(VIR_CONNECT_LIST_ALL))
                 except LibvirtError:
                     pass
-                self._fail("domain %s not found (defined domains: %s)"
-                           % (name, ', '.join(names) or 'none'))
-            self._fail('cannot look up domain %s: %s' % (name, _err_msg(exc)))
+                self._fail((unknown + ' (%s: %s)') % (name, there, ', '.join(names) or 'none'))
+            self._fail('cannot look up %s %s: %s' % (kind, name, _err_msg(exc)))
 
     def _xml(self, dom, inactive):
         flags = VIR_DOMAIN_XML_SECURE | (VIR_DOMAIN_XML_INACTIVE if inactive else 0)
@@ -193,18 +199,7 @@ class GuestInterfaceManager:
     def _check_source(self, desired):
         itype, src = desired['type'], desired.get('source')
         if itype == 'network':
-            try:
-                net = self.conn.networkLookupByName(src)
-            except LibvirtError as exc:
-                if _err_code(exc) == VIR_ERR_NO_NETWORK or 'not found' in _err_msg(exc).lower():
-                    names = []
-                    try:
-                        names = sorted(n.name() for n in self.conn.listAllNetworks(VIR_CONNECT_LIST_ALL))
-                    except LibvirtError:
-                        pass
-                    self._fail('unknown network %s (libvirt networks: %s)'
-                               % (src, ', '.join(names) or 'none'))
-                self._fail('cannot look up network %s: %s' % (src, _err_msg(exc)))
+            net = self._lookup('network', src)
             try:
                 if not net.isActive():
                     self.warnings.append('network %s is not active: a running guest cannot be '
@@ -300,7 +295,7 @@ class GuestInterfaceManager:
         except ModelError as exc:
             self._fail(str(exc))
 
-        dom = self._lookup_domain(params['domain'])
+        dom = self._lookup('domain', params['domain'])
         config_root = self._xml(dom, inactive=True)
         running = bool(dom.isActive())
         self.live['active'] = running

@@ -69,7 +69,7 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._port impo
     bandwidth_element, bandwidth_from_xml, norm_bandwidth, norm_virtualport, virtualport_element,
     virtualport_from_xml)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
-    ModelError, etree, norm_mac, string_types,
+    ModelError, etree, norm_mac, string_types, to_int,
 )
 
 
@@ -131,15 +131,6 @@ def random_mac(taken=()):
             return mac
 
 
-def _to_int(value, what):
-    if value is None or value == '':
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InterfaceModelError('%s must be an integer, got %r' % (what, value))
-
-
 def _norm_param_value(value):
     if isinstance(value, (list, tuple)):
         vals = [str(v) for v in value]
@@ -180,7 +171,7 @@ def canonical_interface(model):
         out[key] = model.get(key)
     out['mac'] = normalize_mac(out['mac'])
     for key in ('reconnect', 'queues', 'mtu', 'boot_order'):
-        out[key] = _to_int(out[key], key)
+        out[key] = to_int(out[key], key)
     out['bandwidth'] = norm_bandwidth(out['bandwidth'])
     out['filterref'] = _norm_filterref(out['filterref'])
     out['virtualport'] = _norm_virtualport(out['virtualport'])
@@ -249,7 +240,7 @@ def validate_interface(model):
         raise InterfaceModelError('link_state must be up or down')
     for key, low, high in (('mtu', 68, 65535), ('queues', 1, 256), ('boot_order', 1, None),
                            ('reconnect', 1, None)):
-        val = _to_int(model.get(key), key)
+        val = to_int(model.get(key), key)
         if val is not None and (val < low or (high is not None and val > high)):
             raise InterfaceModelError('%s must be %s, got %d' % (
                 key, 'between %d and %d' % (low, high) if high else 'at least %d' % low, val))
@@ -306,7 +297,7 @@ def interface_from_xml(elem):
             model['mode'] = src.get('mode')
             rec = src.find('reconnect')
             if rec is not None and rec.get('enabled') == 'yes':
-                model['reconnect'] = _to_int(rec.get('timeout'), 'reconnect') or None
+                model['reconnect'] = to_int(rec.get('timeout'), 'reconnect') or None
         else:
             model['source'] = (src.get('network') or src.get('bridge') or src.get('dev')
                                or src.get('path'))
@@ -325,16 +316,16 @@ def interface_from_xml(elem):
         model['target_dev'] = tgt.get('dev')
     drv = elem.find('driver')
     if drv is not None and drv.get('queues'):
-        model['queues'] = _to_int(drv.get('queues'), 'queues')
+        model['queues'] = to_int(drv.get('queues'), 'queues')
     mtu = elem.find('mtu')
     if mtu is not None:
-        model['mtu'] = _to_int(mtu.get('size'), 'mtu')
+        model['mtu'] = to_int(mtu.get('size'), 'mtu')
     link = elem.find('link')
     if link is not None:
         model['link_state'] = link.get('state')
     boot = elem.find('boot')
     if boot is not None:
-        model['boot_order'] = _to_int(boot.get('order'), 'boot_order')
+        model['boot_order'] = to_int(boot.get('order'), 'boot_order')
     fref = elem.find('filterref')
     if fref is not None:
         params = {}
@@ -533,7 +524,7 @@ def _comparable(model, key):
     if key == 'mac':
         return normalize_mac(value)
     if key in ('reconnect', 'queues', 'mtu', 'boot_order'):
-        return _to_int(value, key)
+        return to_int(value, key)
     return value
 
 

@@ -249,16 +249,7 @@ class NetworkManager(object):
     def _reattach_orphans(self, net, ports):
         bridge = model_bridge(from_xml(net.XMLDesc(0)))
         on_bridge = set(self.host.bridge_ports(bridge))
-        done = []
-        for port in ports:
-            if port in on_bridge or not bridge:
-                continue
-            rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', bridge])
-            if rc != 0:
-                self.warnings.append('could not put %s back on bridge %s: %s' % (port, bridge, err.strip()))
-                continue
-            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
-            done.append(port)
+        done = [port for port in ports if port not in on_bridge and bridge and self._put_back(port, bridge)]
         if done:
             self._did('put %s back on bridge %s' % (', '.join(done), bridge))
         self.result['reattached'] = done
@@ -302,20 +293,21 @@ class NetworkManager(object):
         self._did('started network %s' % name)
         return self._reattach(net, before, guests, old_bridge)
 
+    def _put_back(self, port, bridge):
+        """Enslave a guest's tap to the bridge again and bring it up; warn and say False when ip refuses."""
+        rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', bridge])
+        if rc != 0:
+            self.warnings.append('could not put %s back on bridge %s: %s' % (port, bridge, err.strip()))
+            return False
+        self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
+        return True
+
     def _reattach(self, net, before, guests, old_bridge=None):
         new_bridge = model_bridge(from_xml(net.XMLDesc(0)))
         after_start = self.host.bridge_ports(new_bridge)
         links = set(self.host.host_links())
-        reattached = []
-        for port in sorted(set(before) | set(guests)):
-            if port in after_start or port not in links or not new_bridge:
-                continue
-            rc, out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', new_bridge])
-            if rc != 0:
-                self.warnings.append('could not put %s back on bridge %s: %s' % (port, new_bridge, err.strip()))
-                continue
-            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
-            reattached.append(port)
+        reattached = [port for port in sorted(set(before) | set(guests))
+                      if port not in after_start and port in links and new_bridge and self._put_back(port, new_bridge)]
         final = self.host.bridge_ports(new_bridge)
         lost = sorted(p for p in before if p not in final and p in links)
         if lost:

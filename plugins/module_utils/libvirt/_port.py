@@ -19,7 +19,7 @@ portgroup) and ``_interface.py`` (guest interface):
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import ModelError, etree, string_types
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import ModelError, etree, string_types, to_int
 
 VIRTUALPORT_PARAMETERS = ('interfaceid', 'profileid', 'managerid', 'typeid', 'typeidversion', 'instanceid')
 BANDWIDTH_DIRECTIONS = ('inbound', 'outbound')
@@ -63,15 +63,6 @@ def virtualport_element(vport):
     return elem
 
 
-def _int(value, what):
-    if value is None or value == '':
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ModelError('%s must be an integer, got %r' % (what, value))
-
-
 def norm_bandwidth(bw):
     """The canonical bandwidth (see the module docstring): {} when empty."""
     if not bw:
@@ -88,7 +79,7 @@ def norm_bandwidth(bw):
                 direction, ', '.join(sorted(unknown)), ', '.join(BANDWIDTH_FIELDS)))
         norm = {}
         for field in BANDWIDTH_FIELDS:
-            value = _int(fields.get(field), 'bandwidth.%s.%s' % (direction, field))
+            value = to_int(fields.get(field), 'bandwidth.%s.%s' % (direction, field))
             if value is not None:
                 norm[field] = value
         if norm:

@@ -112,7 +112,7 @@ def to_int(value, what):
     try:
         return int(str(value), 0) if str(value).lower().startswith('0x') else int(value)
     except (TypeError, ValueError):
-        raise ModelError('invalid integer %r for %s' % (value, what))
+        raise ModelError('%s must be an integer, got %r' % (what, value))
 
 
 # --------------------------------------------------------------------------------------------
