@@ -321,15 +321,24 @@ interrupted:
   sample: hot-plugging the interface on running domain web1
 changes:
   description:
-    - What was (or would be) changed, in order. C(target) is C(config) or C(live); C(action)
-      is C(attach), C(update), C(detach) or C(memory_backing); C(keys) lists the changed
-      settings of an update.
-  returned: success
+    - What was (or would be) changed, in order, in the shape every module of this collection
+      returns (M(virtops.virtnet.network) too), C({what, how}).
+    - C(what) names the interface (by MAC) and where it changed, in the configuration of the
+      domain or in the running domain, followed by the changed settings of an update.
+    - C(how) is C(attach), C(update), C(detach) or C(memory_backing).
+  returned: always
   type: list
   elements: dict
+  contains:
+    what:
+      description: What changed (or would change).
+      type: str
+    how:
+      description: How it changed.
+      type: str
   sample:
-    - {target: live, action: update, keys: [link_state]}
-    - {target: config, action: update, keys: [link_state]}
+    - {what: "interface 52:54:00:12:34:56 in the running domain web1: link_state", how: update}
+    - {what: "interface 52:54:00:12:34:56 in the configuration of domain web1: link_state", how: update}
 live:
   description: What happened in the running domain.
   returned: success
@@ -354,10 +363,8 @@ live:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
-    connect, connection_lost_msg, is_connection_lost, is_libvirt_error)
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._domain import (
-    GuestInterfaceError, GuestInterfaceManager)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect, finish
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._domain import GuestInterfaceManager
 
 
 def _rate(floor=False):
@@ -405,25 +412,7 @@ def main():
         required_one_of=[('type', 'mac')],
     )
     conn = connect(module)
-    manager = GuestInterfaceManager(conn, module.params, check_mode=module.check_mode)
-    try:
-        result = manager.run()
-    except GuestInterfaceError as err:
-        for warning in manager.warnings:
-            module.warn(warning)
-        module.fail_json(msg=err.msg, changes=manager.changes, **err.extra)
-    except Exception as err:  # pylint: disable=broad-except
-        if not (is_libvirt_error(err) and is_connection_lost(err)):
-            raise
-        module.fail_json(msg=connection_lost_msg(err, 'talking to libvirt about domain %s' % module.params['domain'], [],
-                                                 'it does only what is still missing.'),
-                         changes=manager.changes, changed=bool(manager.changes))
-    diff = result.pop('diff')
-    for warning in result.pop('warnings'):
-        module.warn(warning)
-    if module._diff:
-        result['diff'] = diff
-    module.exit_json(**result)
+    finish(module, GuestInterfaceManager(conn, module.params, check_mode=module.check_mode, diff=module._diff))
 
 
 if __name__ == '__main__':

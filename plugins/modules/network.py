@@ -365,14 +365,37 @@ options:
         description: Route metric.
         type: int
   virtualport:
-    description: Virtual port of the network (for example V(openvswitch) on a host bridge).
+    description:
+      - Virtual port of the network (for example V(openvswitch) on a host bridge), in the shape
+        M(virtops.virtnet.guest_interface) uses too; the attributes of C(<parameters>) are keys of
+        their own.
     type: dict
     suboptions:
       type:
         description: C(openvswitch), C(802.1Qbg), C(802.1Qbh).
         type: str
+      interfaceid:
+        description: C(interfaceid) parameter (Open vSwitch).
+        type: str
+      profileid:
+        description: C(profileid) parameter (Open vSwitch, 802.1Qbh).
+        type: str
+      managerid:
+        description: C(managerid) parameter (802.1Qbg).
+        type: str
+      typeid:
+        description: C(typeid) parameter (802.1Qbg).
+        type: str
+      typeidversion:
+        description: C(typeidversion) parameter (802.1Qbg).
+        type: str
+      instanceid:
+        description: C(instanceid) parameter (802.1Qbg).
+        type: str
       parameters:
-        description: Parameters (for example C(profileid), C(interfaceid)).
+        description:
+          - The older form of the keys above, as one dict (for example with the key C(profileid)); read
+            as if its keys were given beside O(virtualport.type). Results always use the keys above.
         type: dict
   vlan:
     description: VLAN tags of the network.
@@ -533,7 +556,8 @@ xml:
   type: str
 changes:
   description:
-    - What changed (or would change) and how.
+    - What changed (or would change) and how, in the shape every module of this collection returns
+      (M(virtops.virtnet.guest_interface) too), C({what, how}).
     - C(how) is one of C(create), C(live-update), C(redefine), C(restart), C(start), C(stop),
       C(autostart), C(undefine).
   returned: always
@@ -593,8 +617,9 @@ autostart:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect, finish
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network_manager import NetworkManager
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._port import VIRTUALPORT_PARAMETERS
 
 
 def _vlan_spec():
@@ -608,7 +633,9 @@ def _vlan_spec():
 
 
 def _virtualport_spec():
-    return dict(type='dict', options=dict(type=dict(type='str'), parameters=dict(type='dict')))
+    options = dict((key, dict(type='str')) for key in VIRTUALPORT_PARAMETERS)
+    options.update(type=dict(type='str'), parameters=dict(type='dict'))
+    return dict(type='dict', options=options)
 
 
 def _lease_opts(extra):
@@ -715,7 +742,7 @@ def main():
         supports_check_mode=True,
     )
     conn = connect(module)
-    NetworkManager(module, conn).run()
+    finish(module, NetworkManager(module, conn))
 
 
 if __name__ == '__main__':

@@ -121,9 +121,8 @@ networks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network_manager import (
-    NetworkInfo)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import connect, finish
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network_manager import NetworkInfo
 
 
 def main():
@@ -136,7 +135,7 @@ def main():
         supports_check_mode=True,
     )
     conn = connect(module)
-    NetworkInfo(module, conn).run()
+    finish(module, NetworkInfo(module, conn))
 
 
 if __name__ == '__main__':

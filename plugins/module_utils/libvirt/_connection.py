@@ -15,6 +15,17 @@ Used by every libvirt module of the collection::
 
 Code that must not depend on AnsibleModule uses ``open_connection(uri)``, which raises
 ``VirtnetLibvirtError``.
+
+This file is also the one place for what every target-side manager shares:
+
+- the libvirt constants (stable ABI values, named here so that the modules load without
+  libvirt-python) and ``LibvirtError``, the class libvirt raises (a stand-in that nothing raises
+  where libvirt-python is missing), so that ``except LibvirtError`` catches what libvirt raises
+  and nothing else;
+- the contract of the managers (``NetworkManager``, ``NetworkInfo``, ``GuestInterfaceManager``):
+  ``run()`` returns the module's result dict (its ``warnings`` list included) or raises
+  ``ManagerError`` (message, result keys, warnings); ``finish(module, manager)`` in the module's
+  ``main()`` turns that into ``exit_json`` / ``fail_json``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,6 +45,12 @@ except ImportError:
     HAS_LIBVIRT = False
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
 
+if HAS_LIBVIRT:
+    LibvirtError = libvirt.libvirtError
+else:
+    class LibvirtError(Exception):
+        """Stands for libvirt.libvirtError where libvirt-python is missing (unit tests use it for their fakes)."""
+
 LXML_IMPORT_ERROR = None
 try:
     from lxml import etree  # noqa: F401, pylint: disable=unused-import
@@ -45,19 +62,39 @@ except ImportError:
 
 DEFAULT_URI = 'qemu:///system'
 
-# libvirt error codes / domains we map (values are stable ABI; named here so that the
-# module also loads when libvirt-python is missing).
-VIR_ERR_INTERNAL_ERROR = 1
-VIR_ERR_NO_SUPPORT = 3
+# libvirt constants (values are stable ABI; named here so that the modules also load when
+# libvirt-python is missing). Every file of the libvirt half takes them from here.
 VIR_ERR_NO_CONNECT = 5
 VIR_ERR_INVALID_CONN = 6
 VIR_ERR_SYSTEM_ERROR = 38
-VIR_ERR_AUTH_FAILED = 45
-VIR_ERR_OPERATION_INVALID = 55
-VIR_ERR_NO_NETWORK = 43
 VIR_ERR_NO_DOMAIN = 42
+VIR_ERR_NO_NETWORK = 43
+VIR_ERR_AUTH_FAILED = 45
+VIR_ERR_CONFIG_UNSUPPORTED = 67
+VIR_ERR_OPERATION_UNSUPPORTED = 84
 VIR_FROM_RPC = 7
 VIR_FROM_URI = 45
+VIR_CONNECT_LIST_ALL = 0
+VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
+VIR_NETWORK_XML_INACTIVE = 1
+VIR_DOMAIN_XML_SECURE = 1
+VIR_DOMAIN_XML_INACTIVE = 2
+VIR_DOMAIN_AFFECT_LIVE = 1
+VIR_DOMAIN_AFFECT_CONFIG = 2
+VIR_DOMAIN_METADATA_ELEMENT = 2
+# virNetworkUpdate: commands, sections, flags
+VIR_NETWORK_UPDATE_COMMAND_MODIFY = 1
+VIR_NETWORK_UPDATE_COMMAND_DELETE = 2
+VIR_NETWORK_UPDATE_COMMAND_ADD_LAST = 3
+VIR_NETWORK_SECTION_IP_DHCP_HOST = 4
+VIR_NETWORK_SECTION_IP_DHCP_RANGE = 5
+VIR_NETWORK_SECTION_FORWARD_INTERFACE = 7
+VIR_NETWORK_SECTION_PORTGROUP = 9
+VIR_NETWORK_SECTION_DNS_HOST = 10
+VIR_NETWORK_SECTION_DNS_TXT = 11
+VIR_NETWORK_SECTION_DNS_SRV = 12
+VIR_NETWORK_UPDATE_AFFECT_LIVE = 1
+VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2
 
 _URI_RE = re.compile(r'^[A-Za-z][A-Za-z0-9+.\-]*://')
 
@@ -77,49 +114,60 @@ class VirtnetLibvirtError(Exception):
         self.exc = exc
 
 
+class ManagerError(Exception):
+    """A failed run of a manager: ``msg`` for the user, ``result`` the other keys of the failed result,
+    ``warnings`` what the run noticed before it failed."""
+
+    def __init__(self, msg, **result):
+        super(ManagerError, self).__init__(msg)
+        self.msg = msg
+        self.result = result
+        self.warnings = []
+
+
+def finish(module, manager):
+    """The module side of the managers' contract: ``exit_json`` with what ``manager.run()`` returns,
+    ``fail_json`` with what it raises."""
+    try:
+        result = manager.run()
+    except ManagerError as err:
+        for warning in err.warnings:
+            module.warn(warning)
+        module.fail_json(msg=err.msg, **err.result)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
 def _silence_libvirt():
     """Keep libvirt from printing errors on stderr (they are reported through exceptions)."""
     if HAS_LIBVIRT:
         try:
             libvirt.registerErrorHandler(lambda ctx, err: None, None)
-        except Exception:  # pragma: no cover - very old bindings
+        except AttributeError:  # pragma: no cover - very old bindings
             pass
+
+
+def _error_field(exc, getter):
+    """What libvirtError.get_error_*() says, or None (a plain exception, an error object without it)."""
+    get = getattr(exc, getter, None)
+    return get() if get is not None else None
 
 
 def libvirt_error_msg(exc):
     """Return a one-line human message for a libvirt.libvirtError (or any exception)."""
     if exc is None:
         return ''
-    get_msg = getattr(exc, 'get_error_message', None)
-    msg = None
-    if get_msg is not None:
-        try:
-            msg = get_msg()
-        except Exception:
-            msg = None
-    if not msg:
-        msg = str(exc)
+    msg = _error_field(exc, 'get_error_message') or str(exc)
     return ' '.join(msg.split())
 
 
 def libvirt_error_code(exc):
-    get_code = getattr(exc, 'get_error_code', None)
-    if get_code is None:
-        return None
-    try:
-        return get_code()
-    except Exception:
-        return None
+    return _error_field(exc, 'get_error_code')
 
 
 def libvirt_error_domain(exc):
-    get_dom = getattr(exc, 'get_error_domain', None)
-    if get_dom is None:
-        return None
-    try:
-        return get_dom()
-    except Exception:
-        return None
+    return _error_field(exc, 'get_error_domain')
 
 
 def _socket_path(text):
@@ -190,10 +238,6 @@ def connect(module, uri=None):
         return open_connection(uri)
     except VirtnetLibvirtError as err:
         module.fail_json(msg=err.msg, uri=uri, error_kind=err.kind)
-
-
-def is_libvirt_error(exc):
-    return HAS_LIBVIRT and isinstance(exc, libvirt.libvirtError)
 
 
 _LOST_RE = re.compile(r'end of file while reading data|client socket is closed|connection reset by peer'

@@ -7,8 +7,8 @@
 
 ``GuestInterfaceManager(conn, params, check_mode=False, host=None).run()`` plans, then applies,
 one interface of one domain and returns the result dict of the module; it raises
-``GuestInterfaceError`` (message for the user, extra result keys) instead of calling
-``fail_json``, so that it can be driven from tests with a fake connection.
+``GuestInterfaceError`` (a ``ManagerError``: message for the user, result keys, warnings), the
+contract of every manager (``_connection.py``).
 
 Plan first: the persistent (inactive) definition and the live domain are compared separately
 with the interface model (``_interface.py``); each gets at most one action (attach, update,
@@ -19,16 +19,19 @@ leaves nothing changed.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
 import re
 import time
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
-    is_connection_lost, connection_lost_msg)
+    LibvirtError, ManagerError,
+    VIR_CONNECT_LIST_ALL, VIR_DOMAIN_AFFECT_CONFIG, VIR_DOMAIN_AFFECT_LIVE, VIR_DOMAIN_METADATA_ELEMENT,
+    VIR_DOMAIN_XML_INACTIVE, VIR_DOMAIN_XML_SECURE, VIR_ERR_CONFIG_UNSUPPORTED, VIR_ERR_NO_DOMAIN,
+    VIR_ERR_NO_NETWORK, VIR_ERR_OPERATION_UNSUPPORTED,
+    connection_lost_msg, is_connection_lost, libvirt_error_code, libvirt_error_msg)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._host import HostView
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import (
     DEFAULT_MODEL,
     READONLY_KEYS,
-    InterfaceModelError,
     find_interface_elements,
     interface_differences,
     interface_from_xml,
@@ -42,21 +45,7 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface
     validate_interface,
 )
 
-try:
-    from lxml import etree
-except ImportError:  # pragma: no cover - reported by _connection.check_required_libs
-    etree = None
-
-# libvirt constants (stable ABI), named here so that this file loads without libvirt-python.
-VIR_DOMAIN_AFFECT_LIVE = 1
-VIR_DOMAIN_AFFECT_CONFIG = 2
-VIR_DOMAIN_XML_SECURE = 1
-VIR_DOMAIN_XML_INACTIVE = 2
-VIR_ERR_NO_DOMAIN = 42
-VIR_ERR_NO_NETWORK = 43
-VIR_ERR_CONFIG_UNSUPPORTED = 67
-VIR_ERR_OPERATION_UNSUPPORTED = 84
-VIR_DOMAIN_METADATA_ELEMENT = 2
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import ModelError, etree
 
 # Live-only domain metadata where we note MACs whose unplug we requested and the guest has not
 # completed yet, so that a second run reports "pending" without asking again (changed: false).
@@ -74,50 +63,12 @@ _UNPLUG_IN_PROGRESS_RE = re.compile(r'already in the process of unplug|unplug.*(
 _LOCAL_URI_RE = re.compile(r'^[A-Za-z0-9+.\-]+://(localhost)?/')
 
 
-class GuestInterfaceError(Exception):
-    """Failure with a message meant for the user; ``extra`` goes into the result."""
-
-    def __init__(self, msg, **extra):
-        super(GuestInterfaceError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
+class GuestInterfaceError(ManagerError):
+    """Failure with a message meant for the user; ``result`` goes into the failed result."""
 
 
-class HostView:
-    """What the manager needs to know about the hypervisor itself (overridable in tests)."""
-
-    def __init__(self, sysfs='/sys/class/net'):
-        self.sysfs = sysfs
-
-    def netdev_exists(self, name):
-        return os.path.exists(os.path.join(self.sysfs, name))
-
-    def is_linux_bridge(self, name):
-        return os.path.isdir(os.path.join(self.sysfs, name, 'bridge'))
-
-    def list_netdevs(self):
-        try:
-            return sorted(os.listdir(self.sysfs))
-        except OSError:
-            return []
-
-
-def _err_code(exc):
-    get = getattr(exc, 'get_error_code', None)
-    try:
-        return get() if get else None
-    except Exception:
-        return None
-
-
-def _err_msg(exc):
-    get = getattr(exc, 'get_error_message', None)
-    msg = None
-    try:
-        msg = get() if get else None
-    except Exception:
-        msg = None
-    return ' '.join((msg or str(exc)).split())
+_err_code = libvirt_error_code
+_err_msg = libvirt_error_msg
 
 
 def has_shared_memory(domain_root):
@@ -163,15 +114,17 @@ def desired_from_params(params):
 class GuestInterfaceManager:
     """Plan and apply one interface of one domain (see module docstring)."""
 
-    def __init__(self, conn, params, check_mode=False, host=None, sleep=time.sleep, clock=time.time):
+    def __init__(self, conn, params, check_mode=False, host=None, sleep=time.sleep, clock=time.time, diff=True):
         self.conn = conn
+        self.want_diff = diff
         self.params = params
         self.check_mode = check_mode
         self.host = host or HostView()
         self.sleep = sleep
         self.clock = clock
         self.warnings = []
-        self.changes = []
+        self.changes = []   # planned changes, in order: {target, action, keys}; public_changes() renders them
+        self.mac = None
         self.live = {'active': False, 'status': 'not_running', 'reason': None}
         self.diff = {'before': '', 'after': ''}
 
@@ -179,23 +132,47 @@ class GuestInterfaceManager:
     def _fail(self, msg, **extra):
         raise GuestInterfaceError(msg, **extra)
 
+    def _change(self, target, action, keys=None):
+        """Note a change: where (config or live), what (attach, update, detach, memory_backing)."""
+        self.changes.append({'target': target, 'action': action, 'keys': keys})
+
+    def public_changes(self):
+        """The change records the module returns: ``{what, how}`` like every module of the collection."""
+        out = []
+        for c in self.changes:
+            where = ('running domain %s' if c['target'] == 'live' else 'configuration of domain %s') % self.params['domain']
+            if c['action'] == 'memory_backing':
+                what = "<memoryBacking><access mode='shared'/> in the %s (applies at next boot)" % where
+            else:
+                what = 'interface %s in the %s' % (self.mac or '?', where)
+                if c['keys']:
+                    what += ': %s' % ', '.join(c['keys'])
+            out.append({'what': what, 'how': c['action']})
+        return out
+
     def _local(self):
         uri = self.params.get('uri') or 'qemu:///system'
         return bool(_LOCAL_URI_RE.match(uri))
 
-    def _lookup_domain(self, name):
+    def _lookup(self, kind, name):
+        """The libvirt domain or network ``name``; a clear failure naming those there are when it is not."""
+        lookup, list_all, missing, unknown, there = {
+            'domain': (self.conn.lookupByName, self.conn.listAllDomains, VIR_ERR_NO_DOMAIN,
+                       'domain %s not found', 'defined domains'),
+            'network': (self.conn.networkLookupByName, self.conn.listAllNetworks, VIR_ERR_NO_NETWORK,
+                        'unknown network %s', 'libvirt networks'),
+        }[kind]
         try:
-            return self.conn.lookupByName(name)
-        except Exception as exc:  # libvirt.libvirtError
-            if _err_code(exc) == VIR_ERR_NO_DOMAIN or 'not found' in _err_msg(exc).lower():
+            return lookup(name)
+        except LibvirtError as exc:
+            if _err_code(exc) == missing or 'not found' in _err_msg(exc).lower():
                 names = []
                 try:
-                    names = sorted(d.name() for d in self.conn.listAllDomains(0))
-                except Exception:
+                    names = sorted(d.name() for d in list_all(VIR_CONNECT_LIST_ALL))
+                except LibvirtError:
                     pass
-                self._fail("domain %s not found (defined domains: %s)"
-                           % (name, ', '.join(names) or 'none'))
-            self._fail('cannot look up domain %s: %s' % (name, _err_msg(exc)))
+                self._fail((unknown + ' (%s: %s)') % (name, there, ', '.join(names) or 'none'))
+            self._fail('cannot look up %s %s: %s' % (kind, name, _err_msg(exc)))
 
     def _xml(self, dom, inactive):
         flags = VIR_DOMAIN_XML_SECURE | (VIR_DOMAIN_XML_INACTIVE if inactive else 0)
@@ -203,8 +180,8 @@ class GuestInterfaceManager:
 
     def _check_mac_unique(self, mac, dom_name):
         try:
-            domains = self.conn.listAllDomains(0)
-        except Exception:
+            domains = self.conn.listAllDomains(VIR_CONNECT_LIST_ALL)
+        except LibvirtError:
             return
         for other in domains:
             if other.name() == dom_name:
@@ -212,8 +189,8 @@ class GuestInterfaceManager:
             for flags in (VIR_DOMAIN_XML_INACTIVE, 0):
                 try:
                     root = etree.fromstring(other.XMLDesc(flags).encode('utf-8'))
-                except Exception:
-                    continue
+                except LibvirtError:
+                    continue  # gone or stopped meanwhile
                 for elem in root.findall('./devices/interface/mac'):
                     if (elem.get('address') or '').lower() == mac:
                         self._fail('duplicate MAC address %s: already used by domain %s'
@@ -222,24 +199,13 @@ class GuestInterfaceManager:
     def _check_source(self, desired):
         itype, src = desired['type'], desired.get('source')
         if itype == 'network':
-            try:
-                net = self.conn.networkLookupByName(src)
-            except Exception as exc:
-                if _err_code(exc) == VIR_ERR_NO_NETWORK or 'not found' in _err_msg(exc).lower():
-                    names = []
-                    try:
-                        names = sorted(n.name() for n in self.conn.listAllNetworks(0))
-                    except Exception:
-                        pass
-                    self._fail('unknown network %s (libvirt networks: %s)'
-                               % (src, ', '.join(names) or 'none'))
-                self._fail('cannot look up network %s: %s' % (src, _err_msg(exc)))
+            net = self._lookup('network', src)
             try:
                 if not net.isActive():
                     self.warnings.append('network %s is not active: a running guest cannot be '
                                          'plugged into it until it is started' % src)
-            except Exception:
-                pass
+            except LibvirtError:
+                pass  # removed meanwhile: the attach says so
             return
         if not self._local():
             return  # host devices can only be checked on the hypervisor itself
@@ -250,7 +216,7 @@ class GuestInterfaceManager:
                     self._fail('unknown bridge %s: no such network device on the host (Open '
                                'vSwitch bridges must exist in OVS first)' % src)
             elif not self.host.is_linux_bridge(src):
-                bridges = [d for d in self.host.list_netdevs() if self.host.is_linux_bridge(d)]
+                bridges = [d for d in self.host.host_links() if self.host.is_linux_bridge(d)]
                 if self.host.netdev_exists(src):
                     self._fail('%s exists on the host but is not a Linux bridge (for an Open '
                                'vSwitch bridge set virtualport: openvswitch)' % src)
@@ -259,7 +225,7 @@ class GuestInterfaceManager:
         elif itype == 'direct':
             if not self.host.netdev_exists(src):
                 self._fail('macvtap source device %s does not exist on the host (devices: %s)'
-                           % (src, ', '.join(self.host.list_netdevs()) or 'none'))
+                           % (src, ', '.join(self.host.host_links()) or 'none'))
 
     def _live_policy(self, running):
         live = self.params.get('live') or 'auto'
@@ -294,6 +260,28 @@ class GuestInterfaceManager:
 
     # ------------------------------------------------------------------ main
     def run(self):
+        """The module's result dict; raises GuestInterfaceError (with the changes made and the warnings)."""
+        try:
+            result = self._run()
+        except ManagerError as err:
+            extra = dict((k, v) for k, v in err.result.items() if k != 'changes')
+            err.result = dict(extra, changes=self.public_changes())
+            err.warnings = self.warnings
+            raise
+        except LibvirtError as err:
+            if not is_connection_lost(err):
+                raise
+            error = GuestInterfaceError(connection_lost_msg(
+                err, 'talking to libvirt about domain %s' % self.params['domain'], [],
+                'it does only what is still missing.'), changes=self.public_changes(), changed=bool(self.changes))
+            error.warnings = self.warnings
+            raise error
+        result['changes'] = self.public_changes()
+        if not self.want_diff:
+            del result['diff']
+        return result
+
+    def _run(self):
         params = self.params
         state = params.get('state') or 'present'
         desired = desired_from_params(params)
@@ -304,10 +292,10 @@ class GuestInterfaceManager:
                 validate_interface(desired)
             elif not desired.get('mac'):
                 validate_identity(desired)
-        except InterfaceModelError as exc:
+        except ModelError as exc:
             self._fail(str(exc))
 
-        dom = self._lookup_domain(params['domain'])
+        dom = self._lookup('domain', params['domain'])
         config_root = self._xml(dom, inactive=True)
         running = bool(dom.isActive())
         self.live['active'] = running
@@ -348,8 +336,7 @@ class GuestInterfaceManager:
                            "<memoryBacking><access mode='shared'/></memoryBacking> nor hugepages; "
                            'set ensure_shared_memory: true to add shared access to its '
                            'configuration (applies at next boot)' % params['domain'])
-            self.changes.append({'target': 'config', 'action': 'memory_backing',
-                                 'detail': "added <memoryBacking><access mode='shared'/> (applies at next boot)"})
+            self._change('config', 'memory_backing')
             memory_pending = True
             self.warnings.append("added shared memory access to domain %s's configuration; it "
                                  "takes effect at the next boot of the domain" % params['domain'])
@@ -361,19 +348,18 @@ class GuestInterfaceManager:
                 new_elem = old_elem
             else:
                 new_elem = interface_to_xml(desired, base=old_elem, keys=[d['key'] for d in diffs])
-                self.changes.append({'target': 'config', 'action': 'update',
-                                     'keys': [d['key'] for d in diffs], 'differences': diffs})
+                self._change('config', 'update', [d['key'] for d in diffs])
             self.diff['before'] = interface_to_string(reindent(old_elem))
         else:
             diffs = None
             model = dict(desired)
             if not model.get('mac'):
                 taken = set()
-                for d in self.conn.listAllDomains(0) if hasattr(self.conn, 'listAllDomains') else []:
+                for d in self.conn.listAllDomains(VIR_CONNECT_LIST_ALL):
                     try:
                         root = etree.fromstring(d.XMLDesc(VIR_DOMAIN_XML_INACTIVE).encode('utf-8'))
-                    except Exception:
-                        continue
+                    except LibvirtError:
+                        continue  # gone meanwhile
                     taken.update((e.get('address') or '').lower()
                                  for e in root.findall('./devices/interface/mac'))
                 model['mac'] = random_mac(taken)
@@ -381,10 +367,10 @@ class GuestInterfaceManager:
                 model['model'] = DEFAULT_MODEL
             new_elem = interface_to_xml(model)
             old_elem = None
-            self.changes.append({'target': 'config', 'action': 'attach'})
+            self._change('config', 'attach')
         new_model = interface_from_xml(new_elem)
         self.diff['after'] = interface_to_string(reindent(new_elem))
-        mac = new_model['mac']
+        mac = self.mac = new_model['mac']
 
         # Live side, planned against the live XML.
         live_action = None
@@ -416,10 +402,7 @@ class GuestInterfaceManager:
                 else:
                     self.live['status'] = 'unchanged'
         if live_action:
-            change = {'target': 'live', 'action': live_action[0]}
-            if live_action[2]:
-                change['keys'] = [d['key'] for d in live_action[2]]
-            self.changes.append(change)
+            self._change('live', live_action[0], [d['key'] for d in live_action[2]] if live_action[2] else None)
 
         if not self.check_mode:
             if live_action:
@@ -428,7 +411,7 @@ class GuestInterfaceManager:
                 root = self._xml(dom, inactive=True)
                 try:
                     self.conn.defineXML(etree.tostring(add_shared_memory(root)).decode('utf-8'))
-                except Exception as exc:
+                except LibvirtError as exc:
                     self._fail('cannot add shared memory to domain %s: %s'
                                % (params['domain'], _err_msg(exc)))
             self._apply_config(dom, old_elem, new_elem, diffs)
@@ -453,7 +436,7 @@ class GuestInterfaceManager:
                 dom.attachDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)
             else:
                 dom.updateDeviceFlags(xml, VIR_DOMAIN_AFFECT_LIVE)
-        except Exception as exc:
+        except LibvirtError as exc:
             self._lost(exc, '%s the interface on running domain %s'
                        % ('hot-plugging' if kind == 'attach' else 'updating', self.params['domain']))
             code = _err_code(exc)
@@ -484,7 +467,7 @@ class GuestInterfaceManager:
                 dom.attachDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
             elif diffs:
                 dom.updateDeviceFlags(interface_to_string(new_elem), VIR_DOMAIN_AFFECT_CONFIG)
-        except Exception as exc:
+        except LibvirtError as exc:
             self._lost(exc, 'writing the interface to the configuration of domain %s' % self.params['domain'])
             self.changes[:] = [c for c in self.changes if c['target'] == 'live' or c['action'] == 'memory_backing']
             self._fail('cannot change the configuration of domain %s: %s'
@@ -505,6 +488,7 @@ class GuestInterfaceManager:
     # ------------------------------------------------------------------ absent
     def _absent(self, dom, config_root, live_root, desired, matches, do_live):
         old_elem, current = matches[0] if matches else (None, None)
+        self.mac = current['mac'] if current else None
         live_elem = None
         if do_live:
             ident = {'mac': current['mac']} if current and current.get('mac') else desired
@@ -517,13 +501,13 @@ class GuestInterfaceManager:
             else:
                 self.live['status'] = 'unchanged'
         if old_elem is not None:
-            self.changes.append({'target': 'config', 'action': 'detach'})
+            self._change('config', 'detach')
             self.diff['before'] = interface_to_string(reindent(old_elem))
         elif live_elem is not None:
             self.diff['before'] = interface_to_string(reindent(live_elem))
         already_pending = False
         if live_elem is not None:
-            live_mac = interface_from_xml(live_elem)['mac']
+            live_mac = self.mac = interface_from_xml(live_elem)['mac']
             if live_mac in self._pending_macs(dom):
                 already_pending = True
                 self.live.update(status='pending', reason=(
@@ -532,7 +516,7 @@ class GuestInterfaceManager:
                     'the configuration' % live_mac))
                 self.warnings.append(self.live['reason'])
             else:
-                self.changes.append({'target': 'live', 'action': 'detach'})
+                self._change('live', 'detach')
         removed = current if current is not None else (
             interface_from_xml(live_elem) if live_elem is not None else None)
         if removed is not None:
@@ -551,7 +535,7 @@ class GuestInterfaceManager:
         if old_elem is not None:
             try:
                 dom.detachDeviceFlags(interface_to_string(old_elem), VIR_DOMAIN_AFFECT_CONFIG)
-            except Exception as exc:
+            except LibvirtError as exc:
                 self._fail('cannot remove the interface from the configuration of domain %s: %s'
                            % (self.params['domain'], _err_msg(exc)), changes=self.changes)
         if live_elem is not None and self.live['status'] == 'requested':
@@ -561,7 +545,7 @@ class GuestInterfaceManager:
     def _detach_live(self, dom, live_elem):
         try:
             dom.detachDeviceFlags(interface_to_string(live_elem), VIR_DOMAIN_AFFECT_LIVE)
-        except Exception as exc:
+        except LibvirtError as exc:
             msg = _err_msg(exc)
             if _UNPLUG_IN_PROGRESS_RE.search(msg):
                 # Requested by an earlier run; nothing new to do live.
@@ -580,7 +564,7 @@ class GuestInterfaceManager:
         while True:
             try:
                 still = find_interface_elements(self._xml(dom, inactive=False), {'mac': mac})
-            except Exception:
+            except LibvirtError:
                 still = []  # domain stopped meanwhile: the device is gone
             if not still:
                 self.live.update(status='removed', reason=None)
@@ -602,11 +586,11 @@ class GuestInterfaceManager:
     def _pending_macs(self, dom):
         try:
             text = dom.metadata(VIR_DOMAIN_METADATA_ELEMENT, METADATA_URI, VIR_DOMAIN_AFFECT_LIVE)
-        except Exception:
-            return set()
+        except LibvirtError:
+            return set()  # no metadata of ours (VIR_ERR_NO_DOMAIN_METADATA)
         try:
             root = etree.fromstring(text.encode('utf-8'))
-        except Exception:
+        except etree.XMLSyntaxError:
             return set()
         return set((e.get('address') or '').lower() for e in root.iter('mac'))
 
@@ -627,5 +611,5 @@ class GuestInterfaceManager:
             else:
                 dom.setMetadata(VIR_DOMAIN_METADATA_ELEMENT, None, None, METADATA_URI,
                                 VIR_DOMAIN_AFFECT_LIVE)
-        except Exception:
-            pass
+        except LibvirtError:
+            pass  # best effort: a later run asks the guest again

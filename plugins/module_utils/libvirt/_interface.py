@@ -45,13 +45,12 @@ Read-only keys filled by ``interface_from_xml`` only: ``alias`` (``net0``...), `
 interface is plugged into, from the live XML; ``None`` otherwise); they are ignored by
 comparison and building.
 
-For ``network_info``: ``interfaces_attached_to(domain_xml, network=..., bridge=...)`` lists the
-interfaces of one domain plugged into a libvirt network or host bridge, each model with an
-extra ``domain`` key.
+For ``network_info`` and the restart of a network: ``domain_interfaces(domain_xml)`` lists the
+models of a domain's interfaces (``_host.HostView.running_guest_ports`` picks those on a network).
 
 Canonical comparison: ``interface_differences(desired, current)`` returns the list of
 ``{'key', 'before', 'after'}`` for each key set in ``desired`` that differs (after
-normalisation) from ``current``; ``interface_matches`` is its boolean form. Validation of
+normalisation) from ``current`` (empty when it matches). Validation of
 user input: ``validate_interface(model)`` raises ``InterfaceModelError`` with a message meant
 for the user. ``normalize_mac`` parses and canonicalises a MAC address.
 
@@ -66,8 +65,11 @@ import os
 import random
 import re
 
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._port import (
+    bandwidth_element, bandwidth_from_xml, norm_bandwidth, norm_virtualport, virtualport_element,
+    virtualport_from_xml)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
-    ModelError, etree, norm_mac, string_types,
+    ModelError, etree, norm_mac, string_types, to_int,
 )
 
 
@@ -80,8 +82,6 @@ MODES_BY_TYPE = {
 }
 LINK_STATES = ('up', 'down')
 VIRTUALPORT_TYPES = ('openvswitch',)
-BANDWIDTH_DIRECTIONS = ('inbound', 'outbound')
-BANDWIDTH_FIELDS = ('average', 'peak', 'burst', 'floor')
 DEFAULT_MODEL = 'virtio'
 
 # Keys that describe an interface (what the module takes and compares).
@@ -95,7 +95,7 @@ READONLY_KEYS = ('alias', 'address', 'host_bridge')
 AUTO_TARGET_RE = re.compile(r'^(vnet|macvtap|macvlan|vif)\d+$')
 
 
-class InterfaceModelError(ValueError):
+class InterfaceModelError(ModelError):
     """Invalid interface description; the message is meant for the user."""
 
 
@@ -131,40 +131,6 @@ def random_mac(taken=()):
             return mac
 
 
-def _to_int(value, what):
-    if value is None or value == '':
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InterfaceModelError('%s must be an integer, got %r' % (what, value))
-
-
-def _norm_bandwidth(bw):
-    """Canonical bandwidth: only directions with at least one field; ints; {} when empty."""
-    if not bw:
-        return {}
-    out = {}
-    for direction in BANDWIDTH_DIRECTIONS:
-        fields = bw.get(direction) or {}
-        norm = {}
-        for field in BANDWIDTH_FIELDS:
-            val = _to_int(fields.get(field), 'bandwidth.%s.%s' % (direction, field))
-            if val is not None:
-                norm[field] = val
-        unknown = set(fields) - set(BANDWIDTH_FIELDS)
-        if unknown:
-            raise InterfaceModelError('bandwidth.%s: unknown field(s) %s (known: %s)' % (
-                direction, ', '.join(sorted(unknown)), ', '.join(BANDWIDTH_FIELDS)))
-        if norm:
-            out[direction] = norm
-    unknown = set(bw) - set(BANDWIDTH_DIRECTIONS)
-    if unknown:
-        raise InterfaceModelError('bandwidth: unknown direction(s) %s (known: inbound, outbound)'
-                                  % ', '.join(sorted(unknown)))
-    return out
-
-
 def _norm_param_value(value):
     if isinstance(value, (list, tuple)):
         vals = [str(v) for v in value]
@@ -186,13 +152,11 @@ def _norm_filterref(fref):
 
 
 def _norm_virtualport(vport):
+    """The virtualport of _port.py, with the keys of this module's option always there (type defaults to openvswitch)."""
+    vport = norm_virtualport(vport)
     if not vport:
         return None
-    if isinstance(vport, string_types):
-        vport = {'type': vport}
-    return {'type': vport.get('type') or 'openvswitch',
-            'interfaceid': vport.get('interfaceid') or None,
-            'profileid': vport.get('profileid') or None}
+    return dict({'type': 'openvswitch', 'interfaceid': None, 'profileid': None}, **vport)
 
 
 def canonical_interface(model):
@@ -207,8 +171,8 @@ def canonical_interface(model):
         out[key] = model.get(key)
     out['mac'] = normalize_mac(out['mac'])
     for key in ('reconnect', 'queues', 'mtu', 'boot_order'):
-        out[key] = _to_int(out[key], key)
-    out['bandwidth'] = _norm_bandwidth(out['bandwidth'])
+        out[key] = to_int(out[key], key)
+    out['bandwidth'] = norm_bandwidth(out['bandwidth'])
     out['filterref'] = _norm_filterref(out['filterref'])
     out['virtualport'] = _norm_virtualport(out['virtualport'])
     for key in READONLY_KEYS:
@@ -276,7 +240,7 @@ def validate_interface(model):
         raise InterfaceModelError('link_state must be up or down')
     for key, low, high in (('mtu', 68, 65535), ('queues', 1, 256), ('boot_order', 1, None),
                            ('reconnect', 1, None)):
-        val = _to_int(model.get(key), key)
+        val = to_int(model.get(key), key)
         if val is not None and (val < low or (high is not None and val > high)):
             raise InterfaceModelError('%s must be %s, got %d' % (
                 key, 'between %d and %d' % (low, high) if high else 'at least %d' % low, val))
@@ -333,18 +297,14 @@ def interface_from_xml(elem):
             model['mode'] = src.get('mode')
             rec = src.find('reconnect')
             if rec is not None and rec.get('enabled') == 'yes':
-                model['reconnect'] = _to_int(rec.get('timeout'), 'reconnect') or None
+                model['reconnect'] = to_int(rec.get('timeout'), 'reconnect') or None
         else:
             model['source'] = (src.get('network') or src.get('bridge') or src.get('dev')
                                or src.get('path'))
     vport = elem.find('virtualport')
     if vport is not None:
-        params = vport.find('parameters')
-        model['virtualport'] = {
-            'type': vport.get('type'),
-            'interfaceid': params.get('interfaceid') if params is not None else None,
-            'profileid': params.get('profileid') if params is not None else None,
-        }
+        model['virtualport'] = dict({'type': None, 'interfaceid': None, 'profileid': None},
+                                    **virtualport_from_xml(vport))
     mac = elem.find('mac')
     if mac is not None and mac.get('address'):
         model['mac'] = mac.get('address').lower()
@@ -356,16 +316,16 @@ def interface_from_xml(elem):
         model['target_dev'] = tgt.get('dev')
     drv = elem.find('driver')
     if drv is not None and drv.get('queues'):
-        model['queues'] = _to_int(drv.get('queues'), 'queues')
+        model['queues'] = to_int(drv.get('queues'), 'queues')
     mtu = elem.find('mtu')
     if mtu is not None:
-        model['mtu'] = _to_int(mtu.get('size'), 'mtu')
+        model['mtu'] = to_int(mtu.get('size'), 'mtu')
     link = elem.find('link')
     if link is not None:
         model['link_state'] = link.get('state')
     boot = elem.find('boot')
     if boot is not None:
-        model['boot_order'] = _to_int(boot.get('order'), 'boot_order')
+        model['boot_order'] = to_int(boot.get('order'), 'boot_order')
     fref = elem.find('filterref')
     if fref is not None:
         params = {}
@@ -379,12 +339,7 @@ def interface_from_xml(elem):
         model['filterref'] = _norm_filterref({'filter': fref.get('filter'), 'parameters': params})
     bw = elem.find('bandwidth')
     if bw is not None:
-        raw = {}
-        for direction in BANDWIDTH_DIRECTIONS:
-            d = bw.find(direction)
-            if d is not None:
-                raw[direction] = dict((f, d.get(f)) for f in BANDWIDTH_FIELDS if d.get(f))
-        model['bandwidth'] = _norm_bandwidth(raw)
+        model['bandwidth'] = bandwidth_from_xml(bw)
     model['host_bridge'] = None
     if src is not None and itype in ('network', 'bridge'):
         model['host_bridge'] = src.get('bridge')
@@ -399,25 +354,6 @@ def domain_interfaces(domain_xml):
     """All ``<interface>`` of a domain (lxml root or XML text) as models, in document order."""
     root = _parse(domain_xml)
     return [interface_from_xml(e) for e in root.findall('./devices/interface')]
-
-
-def interfaces_attached_to(domain_xml, network=None, bridge=None):
-    """Interfaces of one domain on libvirt network ``network`` or host bridge ``bridge``.
-
-    A type network interface matches by network name; any interface matches by the bridge it
-    is plugged into (``host_bridge``, known from the live XML of a running domain, or the
-    source of a type bridge interface). Each model gets an extra ``domain`` key (the name).
-    """
-    root = _parse(domain_xml)
-    name = root.findtext('name')
-    found = []
-    for model in domain_interfaces(root):
-        on_network = network is not None and model['type'] == 'network' and model['source'] == network
-        on_bridge = bridge is not None and model.get('host_bridge') == bridge
-        if on_network or on_bridge:
-            model['domain'] = name
-            found.append(model)
-    return found
 
 
 # --------------------------------------------------------------------------- model -> XML
@@ -513,12 +449,8 @@ def interface_to_xml(model, base=None, keys=None):
         _drop(elem, 'virtualport')
         vport = _norm_virtualport(model.get('virtualport'))
         if vport:
-            vp = etree.Element('virtualport', type=vport['type'])
-            params = dict((k, vport[k]) for k in ('interfaceid', 'profileid') if vport.get(k))
-            if params:
-                etree.SubElement(vp, 'parameters', **params)
             src = elem.find('source')
-            elem.insert(elem.index(src) + 1 if src is not None else len(elem), vp)
+            elem.insert(elem.index(src) + 1 if src is not None else len(elem), virtualport_element(vport))
     if 'target_dev' in apply_keys:
         target = model.get('target_dev')
         if target and AUTO_TARGET_RE.match(target):
@@ -553,13 +485,9 @@ def interface_to_xml(model, base=None, keys=None):
                     etree.SubElement(fe, 'parameter', name=name, value=value)
     if 'bandwidth' in apply_keys:
         _drop(elem, 'bandwidth')
-        bw = _norm_bandwidth(model.get('bandwidth'))
+        bw = norm_bandwidth(model.get('bandwidth'))
         if bw:
-            be = etree.SubElement(elem, 'bandwidth')
-            for direction in BANDWIDTH_DIRECTIONS:
-                if direction in bw:
-                    etree.SubElement(be, direction, **dict(
-                        (f, str(bw[direction][f])) for f in BANDWIDTH_FIELDS if f in bw[direction]))
+            elem.append(bandwidth_element(bw))
     return elem
 
 
@@ -587,7 +515,7 @@ def reindent(elem):
 def _comparable(model, key):
     value = model.get(key)
     if key == 'bandwidth':
-        return _norm_bandwidth(value)
+        return norm_bandwidth(value)
     if key == 'filterref':
         return _norm_filterref(value)
     if key == 'virtualport':
@@ -596,7 +524,7 @@ def _comparable(model, key):
     if key == 'mac':
         return normalize_mac(value)
     if key in ('reconnect', 'queues', 'mtu', 'boot_order'):
-        return _to_int(value, key)
+        return to_int(value, key)
     return value
 
 
@@ -626,11 +554,6 @@ def interface_differences(desired, current, keys=None):
         if want != have:
             diffs.append({'key': key, 'before': have, 'after': want})
     return diffs
-
-
-def interface_matches(desired, current, keys=None):
-    """True when ``current`` has every value set in ``desired`` (see interface_differences)."""
-    return not interface_differences(desired, current, keys)
 
 
 def interface_identity(model):

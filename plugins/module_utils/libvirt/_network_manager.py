@@ -5,7 +5,9 @@
 
 """Converge one libvirt network, and describe networks (PRIVATE: not a public API).
 
-``NetworkManager(module, conn).run()`` does, in this order and touching nothing before step 4:
+``NetworkManager(module, conn).run()`` returns the module's result dict or raises ``ManagerError``
+(the contract of ``_connection.py``; the module reads only ``params``, ``check_mode``, ``_diff`` and
+``run_command`` of ``module``). It does, in this order and touching nothing before step 4:
 
 1. read: the persistent definition, the live state, the other networks, host links and routes;
 2. check: the declared model on its own (``_network.validate``) and against the host
@@ -25,28 +27,20 @@ __metaclass__ = type
 import traceback
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
-    libvirt_error_msg, is_libvirt_error, is_connection_lost, connection_lost_msg)
+    LibvirtError, ManagerError, VIR_CONNECT_LIST_ALL, VIR_NETWORK_XML_INACTIVE,
+    VIR_NETWORK_UPDATE_AFFECT_CONFIG, VIR_NETWORK_UPDATE_AFFECT_LIVE,
+    connection_lost_msg, is_connection_lost, libvirt_error_msg)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network import (
     ModelError, from_xml, to_xml, model_from_params, validate, merge_generated, public_model,
-    subnets, MANAGED_BRIDGE_MODES, MODEL_KEYS)
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._planner import (
-    plan_definition, AFFECT_LIVE, AFFECT_CONFIG)
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import overlaps
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as hostinfo
-
-VIR_NETWORK_XML_INACTIVE = 1
-VIR_CONNECT_LIST_NETWORKS_ALL = 0
-
-
-class NetworkError(Exception):
-    def __init__(self, msg, **extra):
-        super(NetworkError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
+    subnets, MANAGED_BRIDGE_MODES)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._planner import plan_definition
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import cidr, network_of, overlaps
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._host import (
+    HostView, iptables_rules_for, libvirt_firewall_backend, nft_rules_for, nft_tables, relevant_routes, route_range)
 
 
 def lookup(conn, name):
-    for net in conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL):
+    for net in conn.listAllNetworks(VIR_CONNECT_LIST_ALL):
         if net.name() == name:
             return net
     return None
@@ -61,10 +55,10 @@ def model_bridge(model):
 
 
 class NetworkManager(object):
-    def __init__(self, module, conn, host=hostinfo):
+    def __init__(self, module, conn, host=None):
         self.module = module
         self.conn = conn
-        self.host = host
+        self.host = host or HostView()
         self.params = module.params
         self.check_mode = module.check_mode
         self.result = {'changed': False, 'changes': []}
@@ -78,7 +72,7 @@ class NetworkManager(object):
 
     # ---------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
-        raise NetworkError(msg, **extra)
+        raise ManagerError(msg, **extra)
 
     def _failed_result(self):
         """A failed run says changed only if something was really done, and lists what."""
@@ -92,21 +86,19 @@ class NetworkManager(object):
     def run(self):
         try:
             self._run()
-        except NetworkError as err:
+        except ManagerError as err:
             res = self._failed_result()
-            res.update(err.extra)
+            res.update(err.result)
             res['changed'] = bool(self.applied)
-            self.module.fail_json(msg=err.msg, **res)
+            raise ManagerError(err.msg, **res)
         except ModelError as err:
-            self.module.fail_json(msg=str(err), **self._failed_result())
-        except Exception as err:
-            if not is_libvirt_error(err):
-                raise
+            raise ManagerError(str(err), **self._failed_result())
+        except LibvirtError as err:
+            res = self._failed_result()
             if is_connection_lost(err):
-                res = self._failed_result()
                 res['changed'] = bool(self.applied or self.doing)
                 res['interrupted'] = self.doing
-                self.module.fail_json(msg=connection_lost_msg(
+                raise ManagerError(connection_lost_msg(
                     err, self.doing or 'reading the state of the network', self.applied,
                     'it starts from what libvirt has then (the old or the new definition, active or not), '
                     'converges, and puts the running guests\' ports back on the bridge.'), **res)
@@ -115,17 +107,14 @@ class NetworkManager(object):
                 msg += ' (done before the error: %s)' % '; '.join(self.applied)
             else:
                 msg += ' (nothing was changed)'
-            self.module.fail_json(msg=msg, exception=traceback.format_exc(), **self._failed_result())
-        for w in self.warnings:
-            self.module.warn(w)
-        self.module.exit_json(**self.result)
+            raise ManagerError(msg, exception=traceback.format_exc(), **res)
+        self.result['warnings'] = self.warnings
+        return self.result
 
     def _libvirt_version(self):
         try:
             return self.conn.getLibVersion()
-        except Exception as err:  # pylint: disable=broad-except
-            if not is_libvirt_error(err) and not isinstance(err, AttributeError):
-                raise
+        except (AttributeError, LibvirtError):
             return None
 
     def _change(self, what, how):
@@ -210,9 +199,10 @@ class NetworkManager(object):
             for op in plan.live_ops:
                 try:
                     self.doing = 'live update: %s' % op.what
-                    net.update(op.command, op.section, op.parent_index, op.xml, AFFECT_LIVE | AFFECT_CONFIG)
-                except Exception as err:
-                    if not is_libvirt_error(err) or is_connection_lost(err):
+                    net.update(op.command, op.section, op.parent_index, op.xml,
+                               VIR_NETWORK_UPDATE_AFFECT_LIVE | VIR_NETWORK_UPDATE_AFFECT_CONFIG)
+                except LibvirtError as err:
+                    if is_connection_lost(err):
                         raise
                     self.fail('live update failed (%s): %s' % (op.what, libvirt_error_msg(err)),
                               failed_update=op.as_dict())
@@ -242,14 +232,12 @@ class NetworkManager(object):
         self.doing = 'starting network %s' % name
         try:
             net.create()
-        except Exception as err:
-            if not is_libvirt_error(err) or not created or is_connection_lost(err):
+        except LibvirtError as err:
+            if not created or is_connection_lost(err):
                 raise
             try:
                 net.undefine()
-            except Exception as err2:  # pylint: disable=broad-except
-                if not is_libvirt_error(err2):
-                    raise
+            except LibvirtError as err2:
                 self.fail('libvirt could not start new network %s (%s) and the definition could not be removed '
                           'either (%s): remove it with virsh net-undefine %s'
                           % (name, libvirt_error_msg(err), libvirt_error_msg(err2), name))
@@ -261,16 +249,7 @@ class NetworkManager(object):
     def _reattach_orphans(self, net, ports):
         bridge = model_bridge(from_xml(net.XMLDesc(0)))
         on_bridge = set(self.host.bridge_ports(bridge))
-        done = []
-        for port in ports:
-            if port in on_bridge or not bridge:
-                continue
-            rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', bridge])
-            if rc != 0:
-                self.warnings.append('could not put %s back on bridge %s: %s' % (port, bridge, err.strip()))
-                continue
-            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
-            done.append(port)
+        done = [port for port in ports if port not in on_bridge and bridge and self._put_back(port, bridge)]
         if done:
             self._did('put %s back on bridge %s' % (', '.join(done), bridge))
         self.result['reattached'] = done
@@ -299,8 +278,8 @@ class NetworkManager(object):
         self.doing = 'starting network %s with the new definition' % name
         try:
             net.create()
-        except Exception as err:
-            if not is_libvirt_error(err) or is_connection_lost(err):
+        except LibvirtError as err:
+            if is_connection_lost(err):
                 raise
             reason = libvirt_error_msg(err)
             net = self.conn.networkDefineXML(old_xml)
@@ -314,20 +293,21 @@ class NetworkManager(object):
         self._did('started network %s' % name)
         return self._reattach(net, before, guests, old_bridge)
 
+    def _put_back(self, port, bridge):
+        """Enslave a guest's tap to the bridge again and bring it up; warn and say False when ip refuses."""
+        rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', bridge])
+        if rc != 0:
+            self.warnings.append('could not put %s back on bridge %s: %s' % (port, bridge, err.strip()))
+            return False
+        self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
+        return True
+
     def _reattach(self, net, before, guests, old_bridge=None):
         new_bridge = model_bridge(from_xml(net.XMLDesc(0)))
         after_start = self.host.bridge_ports(new_bridge)
         links = set(self.host.host_links())
-        reattached = []
-        for port in sorted(set(before) | set(guests)):
-            if port in after_start or port not in links or not new_bridge:
-                continue
-            rc, out, err = self.module.run_command(['ip', 'link', 'set', 'dev', port, 'master', new_bridge])
-            if rc != 0:
-                self.warnings.append('could not put %s back on bridge %s: %s' % (port, new_bridge, err.strip()))
-                continue
-            self.module.run_command(['ip', 'link', 'set', 'dev', port, 'up'])
-            reattached.append(port)
+        reattached = [port for port in sorted(set(before) | set(guests))
+                      if port not in after_start and port in links and new_bridge and self._put_back(port, new_bridge)]
         final = self.host.bridge_ports(new_bridge)
         lost = sorted(p for p in before if p not in final and p in links)
         if lost:
@@ -362,9 +342,8 @@ class NetworkManager(object):
         try:
             if net.isPersistent():
                 net.undefine()
-        except Exception as err:
-            if not is_libvirt_error(err):
-                raise  # a transient network vanishes with destroy
+        except LibvirtError:
+            pass  # a transient network vanishes with destroy
         self.result['network'] = None
 
     # ---------------------------------------------------------------------------------------
@@ -373,15 +352,14 @@ class NetworkManager(object):
         name = desired['name']
         mode = desired.get('forward') or 'nat'
         others = []
-        for other in self.conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL):
+        for other in self.conn.listAllNetworks(VIR_CONNECT_LIST_ALL):
             if other.name() == name:
                 continue
             try:
                 oxml = other.XMLDesc(0) if other.isActive() else inactive_xml(other)
                 others.append((other.name(), bool(other.isActive()), from_xml(oxml)))
-            except Exception as err:  # a network vanishing meanwhile is not our conflict
-                if not is_libvirt_error(err):
-                    raise
+            except LibvirtError:  # a network vanishing meanwhile is not our conflict
+                pass
         bridge = model_bridge(desired)
         cur_bridge = model_bridge(current) if current else None
         live_bridge = None
@@ -422,17 +400,17 @@ class NetworkManager(object):
             if not will_be_active:
                 continue
             other_bridges = set(model_bridge(o[2]) for o in others if o[1])
-            for rt in self.host.relevant_routes(self.host.host_routes(), own_bridge=live_bridge):
+            for rt in relevant_routes(self.host.host_routes(), own_bridge=live_bridge):
                 if rt['dev'] in other_bridges:
                     continue  # reported above with the network's name
-                if overlaps((fam, first, last), self.host.route_range(rt)):
+                if overlaps((fam, first, last), route_range(rt)):
                     self.fail("subnet %s overlaps the host route %s dev %s. Nothing was changed."
                               % (text, rt['cidr'], rt['dev']), conflict='route_overlap')
 
 
 # ============================================================================================
 # network_info
-def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None):
+def describe_network(conn, net, host, firewall=True, firewall_text=None):
     """Everything network_info reports about one network."""
     name = net.name()
     active = bool(net.isActive())
@@ -466,9 +444,8 @@ def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None
             for lease in net.DHCPLeases() or []:
                 info['leases'].append(dict((k, lease.get(k)) for k in (
                     'mac', 'ipaddr', 'prefix', 'hostname', 'clientid', 'iaid', 'expirytime', 'type', 'iface')))
-        except Exception as err:
-            if not is_libvirt_error(err):
-                raise
+        except LibvirtError:
+            pass
     if active and firewall and firewall_text:
         cidrs = [s[3] for s in subnets(live or model)]
         cidrs = [_network_cidr(c) for c in cidrs]
@@ -476,9 +453,9 @@ def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None
         if not isinstance(ipt, list):  # one text, as older callers give it
             ipt = [('ipv4', ipt)]
         for family, text in ipt:
-            info['firewall']['iptables'] += host.iptables_rules_for(text, bridge, cidrs, family)
+            info['firewall']['iptables'] += iptables_rules_for(text, bridge, cidrs, family)
         nft = firewall_text.get('nftables', '')
-        info['firewall']['nftables'] = host.nft_rules_for(nft, bridge, cidrs) if nft else []
+        info['firewall']['nftables'] = nft_rules_for(nft, bridge, cidrs) if nft else []
         fw = info['firewall']
         if firewall_text.get('backend'):
             fw['backend'], fw['backend_source'] = firewall_text['backend'], 'network.conf'
@@ -490,7 +467,6 @@ def describe_network(conn, net, firewall=True, host=hostinfo, firewall_text=None
 
 
 def _network_cidr(text):
-    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import network_of, cidr
     addr, prefix = text.split('/')
     fam, first, _last = network_of(addr, int(prefix))
     return cidr(fam, first, int(prefix))
@@ -512,7 +488,7 @@ def read_firewall(module):
         rc, stdout, _err = module.run_command([nft, 'list', 'tables'], environ_update={'LC_ALL': 'C'})
         if rc == 0:
             chunks = []
-            for table in hostinfo.nft_tables(stdout):
+            for table in nft_tables(stdout):
                 fam, tname = table.split()
                 rc2, text, _e = module.run_command([nft, '-a', 'list', 'table', fam, tname],
                                                    environ_update={'LC_ALL': 'C'})
@@ -521,38 +497,36 @@ def read_firewall(module):
             out['nftables'] = '\n'.join(chunks)
     try:
         with open('/etc/libvirt/network.conf') as conf:
-            out['backend'] = hostinfo.libvirt_firewall_backend(conf.read())
+            out['backend'] = libvirt_firewall_backend(conf.read())
     except (IOError, OSError):
         pass
     return out
 
 
 class NetworkInfo(object):
-    """network_info: describe all networks or one."""
+    """network_info: describe all networks or one (returns the result dict, raises ManagerError)."""
 
-    def __init__(self, module, conn):
+    def __init__(self, module, conn, host=None):
         self.module = module
         self.conn = conn
+        self.host = host or HostView()
 
     def run(self):
         name = self.module.params.get('name')
         try:
-            nets = self.conn.listAllNetworks(VIR_CONNECT_LIST_NETWORKS_ALL)
+            nets = self.conn.listAllNetworks(VIR_CONNECT_LIST_ALL)
             if name:
                 nets = [n for n in nets if n.name() == name]
                 if not nets:
-                    self.module.fail_json(msg='network %s not found' % name, networks=[])
+                    raise ManagerError('network %s not found' % name, networks=[])
             fw = read_firewall(self.module) if self.module.params.get('firewall') else None
-            out = [describe_network(self.conn, n, firewall=bool(fw), firewall_text=fw)
+            out = [describe_network(self.conn, n, self.host, firewall=bool(fw), firewall_text=fw)
                    for n in sorted(nets, key=lambda n: n.name())]
         except ModelError as err:
-            self.module.fail_json(msg=str(err))
-        except Exception as err:
-            if not is_libvirt_error(err):
-                raise
-            self.module.fail_json(msg='libvirt error: %s' % libvirt_error_msg(err),
-                                  exception=traceback.format_exc())
-        self.module.exit_json(changed=False, networks=out)
+            raise ManagerError(str(err))
+        except LibvirtError as err:
+            raise ManagerError('libvirt error: %s' % libvirt_error_msg(err), exception=traceback.format_exc())
+        return {'changed': False, 'networks': out}
 
 
-__all__ = ['NetworkInfo', 'NetworkManager', 'describe_network', 'read_firewall', 'lookup', 'MODEL_KEYS']
+__all__ = ['NetworkInfo', 'NetworkManager', 'describe_network', 'read_firewall', 'lookup']

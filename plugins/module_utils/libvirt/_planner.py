@@ -26,22 +26,18 @@ from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._network i
     canonical, dhcp_host_element, dhcp_range_element, dns_host_element, dns_txt_element,
     dns_srv_element, portgroup_element, element_text, MODEL_KEYS)
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import etree
-
-# virNetworkUpdateCommand
-CMD_MODIFY = 1
-CMD_DELETE = 2
-CMD_ADD_LAST = 3
-# virNetworkUpdateSection
-SECTION_IP_DHCP_HOST = 4
-SECTION_IP_DHCP_RANGE = 5
-SECTION_FORWARD_INTERFACE = 7
-SECTION_PORTGROUP = 9
-SECTION_DNS_HOST = 10
-SECTION_DNS_TXT = 11
-SECTION_DNS_SRV = 12
-# virNetworkUpdateFlags
-AFFECT_LIVE = 1
-AFFECT_CONFIG = 2
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+    VIR_NETWORK_UPDATE_COMMAND_MODIFY as CMD_MODIFY,
+    VIR_NETWORK_UPDATE_COMMAND_DELETE as CMD_DELETE,
+    VIR_NETWORK_UPDATE_COMMAND_ADD_LAST as CMD_ADD_LAST,
+    VIR_NETWORK_SECTION_IP_DHCP_HOST as SECTION_IP_DHCP_HOST,
+    VIR_NETWORK_SECTION_IP_DHCP_RANGE as SECTION_IP_DHCP_RANGE,
+    VIR_NETWORK_SECTION_FORWARD_INTERFACE as SECTION_FORWARD_INTERFACE,
+    VIR_NETWORK_SECTION_PORTGROUP as SECTION_PORTGROUP,
+    VIR_NETWORK_SECTION_DNS_HOST as SECTION_DNS_HOST,
+    VIR_NETWORK_SECTION_DNS_TXT as SECTION_DNS_TXT,
+    VIR_NETWORK_SECTION_DNS_SRV as SECTION_DNS_SRV,
+)
 
 SECTION_NAMES = {
     SECTION_IP_DHCP_HOST: 'ip-dhcp-host',
@@ -79,7 +75,6 @@ class Plan(object):
         self.live_ops = []         # [LiveOp]
         self.redefine = False
         self.restart_reasons = []  # what needs the restart of the running network
-        self.differences = []      # model keys that differ (structural)
 
     def add(self, what, how):
         self.changes.append({'what': what, 'how': how})
@@ -235,7 +230,6 @@ def plan_definition(current, desired, active, will_be_active, libvirt_version=No
         return plan
     structural = differing_keys(_strip_live(cur), _strip_live(des))
     if structural:
-        plan.differences = structural
         plan.redefine = True
         for key in structural:
             plan.add(key, 'redefine')

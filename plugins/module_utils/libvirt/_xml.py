@@ -74,29 +74,6 @@ def to_string(elem, pretty=True):
     return text
 
 
-def canonical_fragment(elem):
-    """A canonical text for an arbitrary element: sorted attributes, no blank text."""
-    parts = []
-    _canon(elem, parts)
-    return ''.join(parts)
-
-
-def _canon(elem, parts):
-    if not isinstance(elem.tag, string_types):
-        return  # comments, processing instructions
-    attrs = ''.join(' %s="%s"' % (k, v) for k, v in sorted(elem.attrib.items()))
-    parts.append('<%s%s>' % (elem.tag, attrs))
-    text = (elem.text or '').strip()
-    if text:
-        parts.append(text)
-    for child in elem:
-        _canon(child, parts)
-        tail = (child.tail or '').strip()
-        if tail:
-            parts.append(tail)
-    parts.append('</%s>' % elem.tag)
-
-
 def sub(parent, tag, attrs=None, text=None):
     """Append a child element with the non-None attributes of ``attrs`` (ordered list)."""
     elem = etree.SubElement(parent, tag)
@@ -135,7 +112,7 @@ def to_int(value, what):
     try:
         return int(str(value), 0) if str(value).lower().startswith('0x') else int(value)
     except (TypeError, ValueError):
-        raise ModelError('invalid integer %r for %s' % (value, what))
+        raise ModelError('%s must be an integer, got %r' % (what, value))
 
 
 # --------------------------------------------------------------------------------------------

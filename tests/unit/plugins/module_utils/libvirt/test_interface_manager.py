@@ -9,6 +9,8 @@ import pytest
 from lxml import etree
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _domain as D
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import LibvirtError
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._host import HostView
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import interface_from_xml
 
 LIVE, CONFIG = D.VIR_DOMAIN_AFFECT_LIVE, D.VIR_DOMAIN_AFFECT_CONFIG
@@ -17,7 +19,7 @@ DOM_XML = """<domain type='qemu'><name>%s</name><memory unit='KiB'>65536</memory
 <emulator>/usr/bin/qemu-system-x86_64</emulator>%s</devices></domain>"""
 
 
-class FakeError(Exception):
+class FakeError(LibvirtError):
     def __init__(self, msg, code=1):
         super(FakeError, self).__init__(msg)
         self.code = code
@@ -142,7 +144,7 @@ class FakeConn:
         self.domains[root.findtext('name')].config = root
 
 
-class FakeHost(D.HostView):
+class FakeHost(HostView):
     def __init__(self):
         self.devs = {'eth0': False, 'br0': True, 'veth0': False}
 
@@ -152,7 +154,7 @@ class FakeHost(D.HostView):
     def is_linux_bridge(self, name):
         return self.devs.get(name, False)
 
-    def list_netdevs(self):
+    def host_links(self):
         return sorted(self.devs)
 
 
@@ -199,7 +201,9 @@ def test_check_mode_touches_nothing():
     dom = FakeDomain('g', running=True)
     res = run(FakeConn(dom), check_mode=True, domain='g', type='network', source='default', mac='52:54:00:AA:BB:CC')
     assert res['changed'] and dom.calls == []
-    assert [c['target'] for c in res['changes']] == ['config', 'live']
+    assert res['changes'] == [
+        {'what': 'interface 52:54:00:aa:bb:cc in the configuration of domain g', 'how': 'attach'},
+        {'what': 'interface 52:54:00:aa:bb:cc in the running domain g', 'how': 'attach'}]
     assert res['interface']['mac'] == '52:54:00:aa:bb:cc'
 
 
@@ -216,7 +220,8 @@ def test_live_update_link_state():
     res = run(FakeConn(dom), domain='g', type='network', source='default', mac='52:54:00:00:00:01', link_state='down')
     assert dom.calls == [('update', LIVE), ('update', CONFIG)]
     assert res['live']['status'] == 'applied' and res['interface']['link_state'] == 'down'
-    assert res['changes'][0]['keys'] == ['link_state']
+    assert res['changes'][0] == {'what': 'interface 52:54:00:00:00:01 in the configuration of domain g: link_state',
+                                 'how': 'update'}
 
 
 def test_live_impossible_config_only_warns():
@@ -247,7 +252,7 @@ def test_libvirt_refuses_live_update():
     dom.refuse_update = 'Operation not supported: cannot change link state'
     res = run(FakeConn(dom), domain='g', type='network', source='default', mac='52:54:00:00:00:01', link_state='down')
     assert res['live']['status'] == 'impossible' and 'refused' in res['live']['reason']
-    assert [c['target'] for c in res['changes']] == ['config']
+    assert ['running domain' in c['what'] for c in res['changes']] == [False]
 
 
 def test_hotplug_error_fails_nothing_changed():
@@ -356,7 +361,7 @@ def test_vhostuser_ensure_shared_memory_stopped():
     res = run(conn, domain='g', type='vhostuser', path='/run/s.sock', mode='server', ensure_shared_memory=True)
     assert res['changed'] and len(conn.defined) == 1
     assert dom.config.find('./memoryBacking/access').get('mode') == 'shared'
-    assert res['changes'][0]['action'] == 'memory_backing'
+    assert res['changes'][0]['how'] == 'memory_backing'
     again = run(conn, domain='g', type='vhostuser', path='/run/s.sock', mode='server', ensure_shared_memory=True)
     assert not again['changed']
 
@@ -413,7 +418,7 @@ def test_present_while_unplug_pending_says_so():
     run(conn, domain='g', mac='52:54:00:00:00:01', state='absent', unplug_timeout=0)
     res = run(conn, domain='g', type='network', source='default', mac='52:54:00:00:00:01')
     assert res['changed'] and res['live']['status'] == 'pending'
-    assert [c['target'] for c in res['changes']] == ['config']
+    assert ['running domain' in c['what'] for c in res['changes']] == [False]
 
 
 def test_absent_vhostuser_by_path_without_mode():
@@ -445,4 +450,4 @@ def test_hotplug_cut_by_libvirtd_death_says_so():
     msg = exc.value.msg
     assert 'lost the connection to libvirtd while hot-plugging the interface on running domain g' in msg, msg
     assert 'nothing was changed' not in msg and 'run the task again' in msg, msg
-    assert exc.value.extra['changed'] is True and exc.value.extra['interrupted'].startswith('hot-plugging')
+    assert exc.value.result['changed'] is True and exc.value.result['interrupted'].startswith('hot-plugging')

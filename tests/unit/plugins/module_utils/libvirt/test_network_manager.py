@@ -11,7 +11,8 @@ import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network as N
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as H
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import LibvirtError, finish
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._host import HostView
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_manager as M
 from ansible_collections.virtops.virtnet.plugins.modules import network as network_module
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import parse_xml, etree
@@ -101,7 +102,7 @@ class FakeConn(object):
 
 
 def fake_host(links=('lo', 'eth0', 'bond0', 'virbr0'), routes=None):
-    host = types.SimpleNamespace(**dict((k, getattr(H, k)) for k in dir(H) if not k.startswith('__')))
+    host = HostView(sys_net='/nonexistent')
     host.host_links = lambda: sorted(links)
     host.host_routes = lambda: routes if routes is not None else [
         {'dev': 'bond0', 'family': 'ipv4', 'first': 0x0a2c2000, 'prefix': 24, 'cidr': '10.44.32.0/24'},
@@ -128,7 +129,7 @@ def run(conn, check=False, diff=False, host=None, **params):
     module.warn = module.warnings.append
     module.run_command = lambda argv: (0, '', '')
     with pytest.raises(Exit) as exc:
-        M.NetworkManager(module, conn, host=host or fake_host()).run()
+        finish(module, M.NetworkManager(module, conn, host=host or fake_host()))
     exc.value.result['warnings'] = module.warnings
     return exc.value
 
@@ -250,19 +251,19 @@ def test_start_puts_running_guests_orphaned_taps_back():
     validated = ArgumentSpecValidator(network_module.argument_spec()).validate(dict(NEW)).validated_parameters
     module = types.SimpleNamespace(params=validated, check_mode=False, _diff=False, warnings=[], run_command=record)
 
-    def finish(**kw):
+    def done(**kw):
         module_run.append(kw)
         raise Exit(False, kw)
-    module.fail_json = module.exit_json = finish
+    module.fail_json = module.exit_json = done
     module.warn = module.warnings.append
     with pytest.raises(Exit):
-        M.NetworkManager(module, conn, host=host).run()
+        finish(module, M.NetworkManager(module, conn, host=host))
     res = module_run[0]
     assert not res.get('failed') and res['reattached'] == ['vnet3', 'vnet4'], res
     assert ['ip', 'link', 'set', 'dev', 'vnet3', 'master', 'virbr10'] in commands, commands
 
 
-class LostConnection(Exception):
+class LostConnection(LibvirtError):
     """What libvirt-python raises when libvirtd dies during a call (code 38 VIR_ERR_SYSTEM_ERROR, RPC)."""
 
     def get_error_code(self):
@@ -278,7 +279,6 @@ class LostConnection(Exception):
 def test_libvirtd_dying_during_the_restart_is_reported(monkeypatch):
     """net.destroy() cut by libvirtd's death: the run fails, names the step in flight (outcome unknown,
     changed: true) and says what a re-run does; no traceback, no 'nothing was changed'."""
-    monkeypatch.setattr(M, 'is_libvirt_error', lambda err: isinstance(err, LostConnection))
     conn = FakeConn()
     net = conn.nets[0]
 

@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""What the hypervisor has around a libvirt network (PRIVATE: not a public API).
+"""The host view: what the hypervisor has around libvirt (PRIVATE: not a public API).
 
-Host links (/sys/class/net), bridge ports (/sys/class/net/BR/brif), host routes
-(/proc/net/route, /proc/net/ipv6_route), running domains' interfaces on a network, and the
-firewall rules libvirt installed for a network. Readers take the paths as arguments so that
-unit tests can point them at fixture files.
+``HostView`` is the one reader of the host itself for every manager of the libvirt half: links
+and devices (/sys/class/net), bridge ports (/sys/class/net/BR/brif), host routes
+(/proc/net/route, /proc/net/ipv6_route) and the running domains' interfaces on a network. Unit
+tests give the managers a subclass with fixed answers. The pure parsers beside it (routes, the
+firewall rules libvirt installed for a network) take text, so that tests feed them fixtures.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,51 +19,80 @@ import os
 import re
 import struct
 
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import (
-    bits, int_to_ip, parse_xml)
-
-try:
-    from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import domain_interfaces
-    HAS_INTERFACE_MODEL = True
-except ImportError:  # pragma: no cover - the interface model is part of the collection
-    domain_interfaces = None
-    HAS_INTERFACE_MODEL = False
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._connection import (
+    LibvirtError, VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import domain_interfaces
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._xml import bits, int_to_ip
 
 SYS_NET = '/sys/class/net'
-VIR_DOMAIN_XML_INACTIVE = 2
 
 
-def host_links(sys_net=SYS_NET):
-    try:
-        return sorted(os.listdir(sys_net))
-    except OSError:
-        return []
+class HostView(object):
+    """What the managers read from the hypervisor (see the module docstring)."""
 
+    def __init__(self, sys_net=SYS_NET, route_path='/proc/net/route', route6_path='/proc/net/ipv6_route'):
+        self.sys_net = sys_net
+        self.route_paths = ((route_path, parse_proc_route), (route6_path, parse_proc_ipv6_route))
 
-def bridge_ports(bridge, sys_net=SYS_NET):
-    """Ports of a Linux bridge, or [] when it is not a bridge / does not exist."""
-    if not bridge:
-        return []
-    try:
-        return sorted(os.listdir(os.path.join(sys_net, bridge, 'brif')))
-    except OSError:
-        return []
+    def host_links(self):
+        """Names of the host's network devices, sorted."""
+        try:
+            return sorted(os.listdir(self.sys_net))
+        except OSError:
+            return []
 
+    def netdev_exists(self, name):
+        return os.path.exists(os.path.join(self.sys_net, name))
 
-def link_ifindex(dev, sys_net=SYS_NET):
-    try:
-        with open(os.path.join(sys_net, dev, 'ifindex')) as fh:
-            return int(fh.read().strip())
-    except (OSError, IOError, ValueError):
-        return None
+    def is_linux_bridge(self, name):
+        return os.path.isdir(os.path.join(self.sys_net, name, 'bridge'))
 
+    def bridge_ports(self, bridge):
+        """Ports of a Linux bridge, or [] when it is not a bridge / does not exist."""
+        if not bridge:
+            return []
+        try:
+            return sorted(os.listdir(os.path.join(self.sys_net, bridge, 'brif')))
+        except OSError:
+            return []
 
-def link_mac(dev, sys_net=SYS_NET):
-    try:
-        with open(os.path.join(sys_net, dev, 'address')) as fh:
-            return fh.read().strip().lower()
-    except (OSError, IOError):
-        return None
+    def link_mac(self, dev):
+        try:
+            with open(os.path.join(self.sys_net, dev, 'address')) as fh:
+                return fh.read().strip().lower()
+        except (OSError, IOError):
+            return None
+
+    def host_routes(self):
+        routes = []
+        for path, parser in self.route_paths:
+            try:
+                with open(path) as fh:
+                    routes.extend(parser(fh.read()))
+            except (OSError, IOError):
+                continue
+        return routes
+
+    def running_guest_ports(self, conn, network_name, bridge):
+        """{tap: {'domain', 'mac', 'type', 'source'}} for running domains' interfaces on the
+        network (type network with this source) or on its bridge (type bridge)."""
+        ports = {}
+        try:
+            domains = conn.listAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        except LibvirtError:
+            return ports
+        for dom in domains:
+            try:
+                xml = dom.XMLDesc(0)
+            except LibvirtError:
+                continue  # stopped meanwhile
+            for iface in domain_interfaces(xml):
+                on_net = ((iface.get('type') == 'network' and iface.get('source') == network_name)
+                          or (bridge and iface.get('type') == 'bridge' and iface.get('source') == bridge))
+                if on_net and iface.get('target_dev'):
+                    ports[iface['target_dev']] = {'domain': dom.name(), 'mac': iface.get('mac'),
+                                                  'type': iface.get('type'), 'source': iface.get('source')}
+        return ports
 
 
 def _le32_to_int(hexstr):
@@ -98,17 +128,6 @@ def parse_proc_ipv6_route(text):
     return routes
 
 
-def host_routes(route_path='/proc/net/route', route6_path='/proc/net/ipv6_route'):
-    routes = []
-    for path, parser in ((route_path, parse_proc_route), (route6_path, parse_proc_ipv6_route)):
-        try:
-            with open(path) as fh:
-                routes.extend(parser(fh.read()))
-        except (OSError, IOError):
-            continue
-    return routes
-
-
 def route_range(route):
     width = bits(route['family'])
     size = 1 << (width - route['prefix'])
@@ -126,49 +145,6 @@ def relevant_routes(routes, own_bridge=None):
                 continue  # host addresses, multicast, link-local fe80::/10
         out.append(rt)
     return out
-
-
-def _fallback_interfaces(domain_xml):
-    """Tiny local parser used only when _interface.py is not available."""
-    root = parse_xml(domain_xml)
-    out = []
-    for iface in root.findall('./devices/interface'):
-        src = iface.find('source')
-        tgt = iface.find('target')
-        mac = iface.find('mac')
-        out.append({'type': iface.get('type'),
-                    'source': (src.get('network') or src.get('bridge') or src.get('dev')) if src is not None else None,
-                    'target_dev': tgt.get('dev') if tgt is not None else None,
-                    'mac': mac.get('address').lower() if mac is not None and mac.get('address') else None})
-    return out
-
-
-def describe_domain_interfaces(domain_xml):
-    if HAS_INTERFACE_MODEL:
-        return domain_interfaces(domain_xml)
-    return _fallback_interfaces(domain_xml)  # pragma: no cover
-
-
-def running_guest_ports(conn, network_name, bridge):
-    """{tap: {'domain', 'mac', 'type', 'source'}} for running domains' interfaces on the
-    network (type network with this source) or on its bridge (type bridge)."""
-    ports = {}
-    try:
-        domains = conn.listAllDomains(1)  # VIR_CONNECT_LIST_DOMAINS_ACTIVE
-    except Exception:
-        return ports
-    for dom in domains:
-        try:
-            xml = dom.XMLDesc(0)
-        except Exception:
-            continue
-        for iface in describe_domain_interfaces(xml):
-            on_net = ((iface.get('type') == 'network' and iface.get('source') == network_name)
-                      or (bridge and iface.get('type') == 'bridge' and iface.get('source') == bridge))
-            if on_net and iface.get('target_dev'):
-                ports[iface['target_dev']] = {'domain': dom.name(), 'mac': iface.get('mac'),
-                                              'type': iface.get('type'), 'source': iface.get('source')}
-    return ports
 
 
 # --------------------------------------------------------------------------------------------

@@ -300,3 +300,22 @@ def test_doctype_and_entities_are_refused(text):
     with pytest.raises(ModelError) as exc:  # the same through extra_xml (parsed when rendered)
         N.to_xml(N.model_from_params({'name': 'x', 'extra_xml': [XXE.split('\n', 1)[1]]}))
     assert 'DOCTYPE' in str(exc.value)
+
+
+@pytest.mark.parametrize('ip,prefix', [
+    ({'address': '10.88.0.1'}, 8), ({'address': '172.20.0.1'}, 16), ({'address': '192.168.150.1'}, 24),
+    ({'address': '10.88.0.1', 'netmask': '255.255.255.0'}, 24), ({'address': '10.88.0.1', 'prefix': 20}, 20),
+    ({'address': 'fd00::1'}, 64),
+])
+def test_default_prefix_is_computed_one_way(ip, prefix):
+    """Without prefix or netmask libvirt takes the classful prefix; validation and the subnet checks agree."""
+    assert N.ip_prefix(ip) == prefix
+    assert N.subnets({'ips': [ip]})[0][3].endswith('/%d' % prefix)
+
+
+def test_validation_uses_the_same_default_prefix():
+    inside = {'address': '10.88.0.1', 'ranges': [{'start': '10.88.1.10', 'end': '10.88.1.20'}]}
+    N.validate(dict(N.empty_model(), name='n', ips=[inside]))  # inside 10.0.0.0/8, libvirt's default
+    outside = {'address': '192.168.150.1', 'ranges': [{'start': '192.168.151.10', 'end': '192.168.151.20'}]}
+    with pytest.raises(ModelError, match='outside the subnet 192.168.150.1/24'):
+        N.validate({'name': 'n', 'ips': [outside]})

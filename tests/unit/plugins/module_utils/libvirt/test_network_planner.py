@@ -11,7 +11,8 @@ import pytest
 
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network as N
 from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _planner as P
-from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _network_host as H
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt import _host as H
+from ansible_collections.virtops.virtnet.plugins.module_utils.libvirt._interface import domain_interfaces
 
 BASE = {
     'name': 'lab', 'forward': 'nat',
@@ -156,18 +157,19 @@ def test_firewall_filter():
     assert H.nft_tables('table ip libvirt_network\ntable inet filter\n') == ['ip libvirt_network']
 
 
-def test_fallback_interface_parser():
+def test_domain_interfaces_for_guest_ports():
+    """What HostView.running_guest_ports reads of a running domain's interface."""
     xml = ("<domain><devices><interface type='network'><mac address='52:54:00:AA:BB:CC'/>"
            "<source network='default'/><target dev='vnet3'/></interface></devices></domain>")
-    got = H._fallback_interfaces(xml)
-    assert got == [{'type': 'network', 'source': 'default', 'target_dev': 'vnet3', 'mac': '52:54:00:aa:bb:cc'}]
-    assert H.describe_domain_interfaces(xml)[0]['target_dev'] == 'vnet3'
+    got = domain_interfaces(xml)
+    assert [dict((k, i[k]) for k in ('type', 'source', 'target_dev', 'mac')) for i in got] == [
+        {'type': 'network', 'source': 'default', 'target_dev': 'vnet3', 'mac': '52:54:00:aa:bb:cc'}]
 
 
 def _capture(name):
     import os
     here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, '..', '..', 'fixtures', 'firewall_rules', name)) as f:
+    with open(os.path.join(here, '..', '..', '..', 'fixtures', 'firewall_rules', name)) as f:
         return f.read()
 
 
