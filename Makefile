@@ -209,9 +209,10 @@ test: deps
 	@echo "=== compat 2.21"; $(MAKE) --no-print-directory compat-2.21
 	@echo "=== matrix";    $(MAKE) --no-print-directory matrix
 
-# docs/matrix.md: persona x suite of the integration runs above (versions read from the hosts)
+# docs/matrix.md: persona x suite of the integration runs above (versions read from the hosts);
+# docs/matrix.json its summary, and README.md's support table rendered from it
 matrix: venv
-	@$(PY) tests/lab/matrix.py $(BUILD)/matrix docs/matrix.md
+	@$(PY) tests/lab/matrix.py $(BUILD)/matrix docs/matrix.md docs/matrix.json README.md
 
 ## --- lab, demo, bench ---------------------------------------------------------------------
 lab-up: deps

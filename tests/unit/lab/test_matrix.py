@@ -41,3 +41,38 @@ def test_suite_and_host_names():
     assert matrix.suite_of("tests/integration/test_trace_capture.py::test_x[el6-1]") == "trace_capture"
     assert matrix.HOST_RE.match("debian13-1").group(1) == "debian13"
     assert not matrix.HOST_RE.match("nat")
+
+
+def test_readme_table_from_the_summary(tmp_path):
+    d = str(tmp_path)
+    _dump(os.path.join(d, "versions-it-1.json"), {"el6": {"python": "none (/usr/bin/python2.6 absent)",
+                                                          "libvirt": "9.0.0", "iptables": "iptables v1.4.7"},
+                                                  "el10": {"python": "3.13.5 (/usr/bin/python3)", "libvirt": "11.3.0",
+                                                           "iptables": "iptables v1.8.11 (nf_tables)",
+                                                           "firewall_backend": "nftables"}})
+    _dump(os.path.join(d, "results-it-1.json"), [
+        {"nodeid": "a", "suite": "network", "host": "el10-1", "outcome": "passed", "reason": ""},
+        {"nodeid": "b", "suite": "network", "host": "el10-1", "outcome": "failed", "reason": ""},
+        {"nodeid": "c", "suite": "trace_rule", "host": "el6-1", "outcome": "passed", "reason": ""}])
+    readme = os.path.join(d, "README.md")
+    with open(readme, "w") as f:
+        f.write("intro\n%s\nold table\n%s\noutro\n" % (matrix.README_BEGIN, matrix.README_END))
+    matrix.write(os.path.join(d, "m.md"), d, json_path=os.path.join(d, "m.json"), readme=readme)
+    text = open(readme).read()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old table" not in text
+    rows = text.splitlines()
+    assert rows.index("| el6 (CentOS 6 / EL6) | none usable (tracing needs none) | 9.0.0 | v1.4.7 | iptables (default) "
+                      "| trace_rule 1 |") < [i for i, r in enumerate(rows) if r.startswith("| el10 ")][0]
+    assert "| el10 (EL10 (CentOS Stream 10), Fedora 41+) | 3.13.5 | 11.3.0 | v1.8.11 (nf_tables) | nftables " \
+           "| network 1 (**1 failed**) |" in rows
+
+
+def test_committed_readme_table_is_the_committed_matrix():
+    """README.md's support table is what docs/matrix.json (written by the same `make matrix`) renders."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+    with open(os.path.join(root, "docs", "matrix.json")) as f:
+        data = json.load(f)
+    with open(os.path.join(root, "README.md")) as f:
+        text = f.read()
+    block = text.split(matrix.README_BEGIN, 1)[1].split(matrix.README_END, 1)[0]
+    assert block == "\n" + matrix.readme_table(data)
