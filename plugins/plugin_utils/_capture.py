@@ -76,10 +76,14 @@ class CaptureError(Exception):
 
 
 # ---------------------------------------------------------------------------------------- remote
+# Shell function of both scripts: a process that has exited but is not reaped yet (a zombie; the
+# monitor's parent is init, which reaps when it gets to it) answers kill -0, yet runs nothing.
+RUNNING_FN = r'''
+running() { kill -0 "$1" 2>/dev/null || return 1; case "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)" in Z*) return 1 ;; esac; }'''
 # Constant text.  $1 capture id (validated), $2 source, $3 tool (dmesg|journalctl|syslog|
 # xtables-monitor|nft), $4 syslog file or 'auto', $5 lifetime of a background monitor in
 # seconds.  Prints @@state then the state file.
-START_SCRIPT = r'''
+START_SCRIPT = RUNNING_FN + r'''
 id=$1; src=$2; tool=$3; file=$4; life=$5
 d=/run; { [ -d "$d" ] && [ -w "$d" ]; } || d=/tmp
 st="$d/virtnet-capture-$id.state"
@@ -89,7 +93,7 @@ for x in /run /tmp; do
   for f in "$x"/virtnet-capture-*.pid; do
     [ -f "$f" ] || continue
     o=${f##*/virtnet-capture-}; o=${o%.pid}; p=$(cat "$f" 2>/dev/null)
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then printf '@@leftover\nrunning %s %s\n' "$o" "$p"
+    if [ -n "$p" ] && running "$p"; then printf '@@leftover\nrunning %s %s\n' "$o" "$p"
     elif [ -f "$x/virtnet-capture-$o.state" ]; then printf '@@leftover\nended %s %s\n' "$o" "$p"
     else rm -f "$f" "/tmp/virtnet-capture-$o.log"; printf '@@leftover\nremoved %s %s\n' "$o" "$p"; fi
   done
@@ -121,7 +125,7 @@ if [ "$src" = nfnetlink ]; then
   i=0; while [ ! -s "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
   pid=$(cat "$pidf" 2>/dev/null)
   sleep 0.5
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+  if [ -z "$pid" ] || ! running "$pid"; then
     echo "$mon exited at once:" >&2; head -n 20 "$log" >&2; rm -f "$log" "$pidf"; exit 5
   fi
 else
@@ -151,7 +155,7 @@ $0 ~ k { t++; if (t <= m) print }
 END { printf "@@cut\nstart=%d\nstop=%d\nkept=%d\n", (f > 0), (f == 2), t }'''
 
 # $1 capture id, $2 max lines.  Prints @@state, @@ifaces, @@addrs, @@lines, @@loss, @@cut, @@end.
-STOP_SCRIPT = r'''
+STOP_SCRIPT = RUNNING_FN + r'''
 id=$1; max=$2
 st=''
 for x in /run /tmp; do [ -f "$x/virtnet-capture-$id.state" ] && { st="$x/virtnet-capture-$id.state"; break; }; done
@@ -162,13 +166,13 @@ s() { printf '@@%s\n' "$1"; }
 keep='KEEP_RE'
 cut='CUT_AWK'
 if [ "$src" = nfnetlink ]; then
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  if [ -n "$pid" ] && running "$pid"; then
     case "$(tr '\000' ' ' < /proc/$pid/cmdline 2>/dev/null)" in
       *xtables-monitor*|*nft*) kill "$pid" 2>/dev/null ;;
       *) echo "pid $pid is not our monitor any more; not killed" >&2 ;;
     esac
-    i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    i=0; while running "$pid" && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
+    running "$pid" && kill -9 "$pid" 2>/dev/null
     alive=1
   else
     alive=0

@@ -565,3 +565,26 @@ def test_leftover_warnings():
     assert 'removed what capture 0123abcd left' in w[0] and 'pid 4242' in w[0]
     assert 'action=stop capture_id=0123abce' in w[1]
     assert 'still running' in w[2] and '4244' in w[2]
+
+
+def test_running_does_not_count_a_zombie():
+    """A monitor that exited but is not reaped yet answers kill -0; the scripts' running() says it ended."""
+    import time
+    live = subprocess.Popen(['sleep', '30'])
+    dead = subprocess.Popen(['true'])
+    try:
+        deadline = time.time() + 10
+        while not open('/proc/%d/stat' % dead.pid).read().rsplit(')', 1)[1].split()[0] == 'Z':
+            assert time.time() < deadline, 'the child did not exit'
+            time.sleep(0.01)
+
+        def running(pid):
+            return subprocess.call(['sh', '-c', cap.RUNNING_FN + '\nrunning "$1"', 'sh', str(pid)])
+        assert running(live.pid) == 0
+        assert running(dead.pid) == 1                     # a zombie: exited, not reaped
+        assert subprocess.call(['kill', '-0', str(dead.pid)]) == 0   # which kill -0 alone took for running
+    finally:
+        live.kill()
+        live.wait()
+        dead.wait()
+    assert running(dead.pid) == 1                         # gone altogether
