@@ -115,7 +115,7 @@ TARGETS_IT := tests/integration/test_network.py tests/integration/test_guest_int
 # test on the target's own libvirt (selected by its name): the other hosts of
 # those labs (debian12, el7, el6) are covered by `make integration`
 TRACING_IT := tests/integration/test_nf_log.py tests/integration/test_trace_rule.py tests/integration/test_log_rule.py \
-  tests/integration/test_network_corpus.py
+  tests/integration/test_network_corpus.py tests/integration/test_trace_capture_userlands.py
 lane_k = -k "test_network or test_guest_interface or $(1)-1"
 SMOKE_IT   := tests/integration/test_lab.py tests/integration/test_nf_log.py \
   tests/integration/test_network.py::test_mode_lifecycle \
