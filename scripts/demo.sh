@@ -8,7 +8,9 @@
 #   5. each packet's path explained; the HTML report's path printed
 # DEMO_ARGS: more ansible-playbook arguments (e.g. -v).
 # KEEP=1 keeps the lab up afterwards (take it down with: python3 tests/lab/virtlab.py --lab demo down).
-# DEMO_PERSONA=el7 (default: legacy iptables, TRACE lines in dmesg as in the seed) or debian12 (nftables, xtables-monitor).
+# DEMO_PERSONA=el7 (default: legacy iptables, TRACE lines in dmesg as in the seed), el6, el8, debian11, debian12
+# (iptables-nft, xtables-monitor), debian13, or el10 (libvirt's nftables backend: table ip libvirt_network, read with
+# `nft monitor trace`; the explanation names its guest_output accept and guest_nat masquerade).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +45,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$ROOT/build/collections/ansible_collections/virtops"
 [ -e "$ROOT/build/collections/ansible_collections/virtops/virtnet" ] || ln -s "$ROOT" "$ROOT/build/collections/ansible_collections/virtops/virtnet"
 mkdir -p "$REPORT_DIR"
+rm -f "$REPORT_DIR"/explain-*.txt "$REPORT_DIR"/trace-*.html   # an earlier run's (other persona's) files
 
 step "1/4 lab '$LAB': one $PERSONA hypervisor with libvirtd, sshd, and an uplink 10.44.32.217:3128"
 python3 tests/lab/virtlab.py --lab "$LAB" up --hosts 1 --persona "$PERSONA"

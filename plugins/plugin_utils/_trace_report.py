@@ -41,7 +41,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import hook_of_chain
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import (
+    LIBVIRT_NFT_HOOKS as _LIBVIRT_NFT_HOOKS, LIBVIRT_NFT_TABLE, hook_of_chain)
 
 _ARROW = "\u2192"
 
@@ -71,11 +72,6 @@ def _endpoint(addr, port):
     return "%s:%s" % (addr, port)
 
 
-# libvirt's nftables backend (firewall_backend = "nftables", libvirt >= 10.4): table ip/ip6 libvirt_network.
-# Its regular chains are reached from the forward base chain; guest_nat is the srcnat base chain.
-LIBVIRT_NFT_TABLE = "libvirt_network"
-_LIBVIRT_NFT_HOOKS = {"forward": "FORWARD", "guest_output": "FORWARD", "guest_input": "FORWARD",
-                      "guest_cross": "FORWARD", "guest_nat": "POSTROUTING"}
 _NAT_HOOK_WORDS = (("masquerade", "POSTROUTING"), ("snat", "POSTROUTING"), ("dnat", "PREROUTING"),
                    ("redirect", "PREROUTING"))
 _XTABLES_TABLES = frozenset(("filter", "nat", "raw", "mangle", "security", "broute"))

@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""trace_capture on libvirt's nftables firewall backend (el10: libvirt 11.3, firewall_backend = "nftables",
+rules in ``table ip libvirt_network``), with the seed's flow: a guest on the NAT network opens TCP to the
+uplink 10.44.32.217:3128.
+
+1. The path goes through libvirt's nft chains: the ``guest_output`` accept, the ``guest_nat`` masquerade to
+   :1024-65535, and the reply's de-NAT; the explanation names them.
+2. Docker end to end: Docker 27's chains and FORWARD policy DROP written in iptables-nft (as
+   test_firewall_info does; Docker is not installed here, no dockerd runs), a real traced guest packet is
+   dropped there, the explanation names iptables-nft's filter table and links firewall_info's
+   ``docker-forward-drop`` finding; its advised DOCKER-USER rules are added and the flow passes.
+
+The el10 host joins the session's lab (its Debian 13 root filesystem comes from ``make rootfs``).
+Run: VIRTLAB_NAME=nft .venv/bin/python -m pytest -q -m integration -p no:xdist tests/integration/test_trace_capture_nft.py
+"""
+import json
+import shlex
+import time
+
+import pytest
+
+from test_firewall_info import DOCKER27, DOCKER27_UNDO
+
+HOST = "el10-1"
+GUEST = "tnft10"
+UPLINK = "10.44.32.217"
+PORT = "3128"
+FLOW = dict(protocol="tcp", destination=UPLINK, destination_port=[PORT])
+MODULE = "virtops.virtnet.trace_capture"
+RULESET = "capture-nft"
+
+
+def ok(res):
+    assert not res["failed"], res
+    return res
+
+
+def play(run_playbook, tasks):
+    text = json.dumps([{"hosts": HOST, "gather_facts": False,
+                        "tasks": [{"name": "t%d" % i, k: v} for i, (k, v) in enumerate(tasks)]}])
+    out = run_playbook(text + "\n")
+    for task in out["tasks"]:
+        for host, res in task["hosts"].items():
+            assert not res["failed"], (task["name"], host, res)
+    return out
+
+
+@pytest.fixture(scope="module")
+def el10(lab, run_playbook):
+    """el10-1 in the lab, a guest on its default network, TRACE rules for both directions of the flow."""
+    personas = sorted({h["persona"] for h in lab.state()["hosts"].values()} | {"el10"})
+    lab.up(personas=personas)
+    conf = lab.exec(HOST, ["cat", "/etc/libvirt/network.conf"]).stdout
+    assert 'firewall_backend = "nftables"' in conf, conf
+    guest = lab.guest_add(GUEST, HOST)
+    play(run_playbook, [
+        ("virtops.virtnet.nf_log", dict(families=["ipv4"])),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=900)),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", protocol="tcp", source_port=PORT, expires=900)),
+    ])
+    yield guest
+    play(run_playbook, [
+        ("virtops.virtnet.trace_rule", dict(name=RULESET, state="absent")),
+        ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", state="absent")),
+    ])
+    lab.guest_del(GUEST)
+
+
+def traced_connect(lab, run_module):
+    """Start a capture, connect from the guest, stop: (the guest's nc rc, the stop result)."""
+    start = ok(run_module(HOST, MODULE, action="start"))
+    assert (start["source_used"], start["tool"]) == ("nfnetlink", "nft"), start
+    time.sleep(0.3)   # nft monitor subscribes asynchronously after its start
+    rc = lab.guest_exec(GUEST, ["nc", "-z", "-w", "3", UPLINK, PORT], check=False).returncode
+    res = ok(run_module(HOST, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
+    return rc, res
+
+
+def syn_of(res, guest_ip):
+    syns = [p for p in res["packets"] if p["src"] == guest_ip and str(p["dport"]) == PORT]
+    assert syns, res["packets"]
+    return next((p for p in syns if p["nat"]), syns[0])
+
+
+def test_guest_nat_traced_through_libvirt_nft_tables(lab, run_module, el10):
+    rc, res = traced_connect(lab, run_module)
+    assert rc == 0
+    syn = syn_of(res, el10["ip"])
+    by_chain = {}
+    for h in syn["hops"]:
+        by_chain.setdefault((h["table"], h["chain"]), []).append(h)
+    assert not [c for t, c in by_chain if c.startswith("LIBVIRT_")]
+    assert ("libvirt_network", "guest_output") in by_chain, (syn, res["packets"], res.get("lines"))
+    out = by_chain[("libvirt_network", "guest_output")][-1]
+    assert out["verdict"] == "accept" and 'ip saddr 192.168.122.0/24 iif "virbr0"' in out["rule"], out
+    nat = by_chain[("libvirt_network", "guest_nat")][-1]
+    assert "masquerade to :1024-65535" in nat["rule"], nat
+    masq = [e for e in syn["nat"] if e["field"] == "src" and e["implied"]]
+    assert masq and masq[0]["before"] == el10["ip"] and ":1024-65535" in masq[0]["after"], syn["nat"]
+    # the reply: to the host's bond0 address, de-NATed to the guest, accepted by guest_input
+    bond0 = lab.state()["hosts"][HOST]["bond0_ip"]
+    reply = next(p for p in res["packets"] if p["src"] == UPLINK and p["hops"][0]["dst"] == bond0)
+    assert {"field": "dst", "before": bond0, "after": el10["ip"]}.items() <= \
+        next(e for e in reply["nat"] if e["field"] == "dst").items()
+    assert any(h["chain"] == "guest_input" and h["verdict"] == "accept" for h in reply["hops"])
+    text = "\n".join(res["explanation"])
+    assert "FORWARD accepted by nftables libvirt_network:guest_output" in text, text
+    assert "NAT     nftables libvirt_network:guest_nat (hook POSTROUTING)" in text and "masquerade to :1024-65535" in text
+    assert "de-NATs the destination %s → %s" % (bond0, el10["ip"]) in text, text
+    assert res["culprits"] == []
+
+
+@pytest.fixture
+def docker27(lab, el10):
+    """Docker 27's rules in iptables-nft on el10 (libvirt's rules are in nftables): guests cut off."""
+    lab.exec(HOST, ["sh", "-c", '"$0" --noflush', "iptables-nft-restore"], input=DOCKER27)
+    lab.exec(HOST, ["sh", "-c", "ip link add docker0 type bridge && ip link set docker0 up"])
+    yield
+    lab.exec(HOST, ["sh", "-c", '"$0" --noflush', "iptables-nft-restore"], input=DOCKER27_UNDO)
+    lab.exec(HOST, ["ip", "link", "del", "docker0"])
+
+
+def test_docker_drop_named_diagnosed_fixed(lab, run_module, el10, docker27, tmp_path):
+    # dropped: a real traced packet, and the explanation names the backend, table, policy and the finding
+    rc, res = traced_connect(lab, run_module)
+    assert rc != 0
+    dropped = [p for p in res["packets"] if p["verdict"] == "drop"]
+    assert dropped and dropped[0]["src"] == el10["ip"], res["packets"]
+    culprit = res["culprits"][0]
+    assert (culprit["backend"], culprit["table"], culprit["chain"], culprit["kind"], culprit["hook"]) == \
+        ("iptables-nft", "filter", "FORWARD", "policy", "FORWARD"), culprit
+    assert culprit["finding"] == "docker-forward-drop@iptables-nft:ip:filter:FORWARD", culprit
+    drop_line = next(x for x in res["explanation"] if x.startswith("DROP"))
+    assert "dropped by the FORWARD policy DROP of iptables-nft's filter table" in drop_line, drop_line
+    assert "-I DOCKER-USER -s 192.168.122.0/24 -j ACCEPT" in drop_line, drop_line
+    # firewall_info says the same, with the fix
+    info = ok(run_module(HOST, "virtops.virtnet.firewall_info"))
+    finding = next(f for f in info["findings"] if f["ref"] == culprit["finding"])
+    assert finding["severity"] == "error" and finding["fix"][0] == culprit["fix"]
+    # fixed: the advised DOCKER-USER rules (argv, no shell), then the same flow passes
+    commands = [shlex.split(line) for line in finding["fix"] if line.startswith("iptables")]
+    assert len(commands) == 2, finding["fix"]
+    for argv in commands:
+        lab.exec(HOST, argv)
+    t = time.time()
+    rc, res = traced_connect(lab, run_module)
+    assert rc == 0
+    assert any(c["src"] == lab.state()["hosts"][HOST]["bond0_ip"]
+               for c in lab.uplink_connections(since=t, at_least=1))
+    assert res["culprits"] == [] and not [p for p in res["packets"] if p["verdict"] == "drop"]
+    syn = syn_of(res, el10["ip"])
+    user = [h for h in syn["hops"] if h["chain"] == "DOCKER-USER" and h["verdict"] == "accept"]
+    assert user and "192.168.122.0/24" in user[0]["rule"], syn["hops"]
+    assert any(h["chain"] == "guest_output" and h["verdict"] == "accept" for h in syn["hops"])
+    info = ok(run_module(HOST, "virtops.virtnet.firewall_info"))
+    assert next(f for f in info["findings"] if f["id"] == "docker-forward-drop")["severity"] == "info"
