@@ -624,7 +624,11 @@ def explain(packets, findings=None):
         h = hops[entry["hop"]]
         lines.append("NAT     %s %s (hook %s): %s; %s" % (
             backend_of(conn, h), _where(h), hooks[entry["hop"]] or "?", _s(h.get("rule")) or "-", _nat_text(entry)))
-    if not conn.get("nat"):
+    if not conn.get("nat") and conn.get("verdict") in ("drop", "reject"):
+        lines.append("NAT     not reached: the packet was dropped on the %s hook" % (
+            next((hk for h, hk in zip(reversed(hops), reversed(hooks)) if h.get("verdict") in ("drop", "reject")),
+                 None) or hooks[-1] or "?"))
+    elif not conn.get("nat"):
         lines.append("NAT     none in this packet (only a connection's first packet passes the nat chains)")
     replies = [p for p in packets if p.get("src") == conn.get("dst") and p.get("sport") == conn.get("dport")
                and p.get("dst") != conn.get("dst")]

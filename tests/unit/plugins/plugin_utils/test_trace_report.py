@@ -152,5 +152,6 @@ def test_culprit_links_the_firewall_info_finding():
     assert rep.culprit(syn, [])["finding"] is None
     lines = rep.explain([syn], [finding])["lines"]
     assert any(x.startswith("DROP") and "DOCKER-USER" in x for x in lines)
+    assert "NAT     not reached: the packet was dropped on the FORWARD hook" in lines
     html = rep.render_html([syn], explanation=lines)
     assert 'class="summary drop"' in html and "DOCKER-USER" in html
