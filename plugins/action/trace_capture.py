@@ -320,10 +320,10 @@ class ActionModule(ActionModuleBase):
                                         flow_dropped=flow_dropped, family=family, probe_result=probe_result)
             result['diagnosis'] = causes
             module.warn('nothing was captured on %s; likely cause: %s' % (module.host, causes[0]))
-        findings = None
-        if p['diagnose_drops'] and any(x.get('verdict') in ('drop', 'reject') for x in packets):
-            findings = self._findings(module)
         from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+        findings = None
+        if p['diagnose_drops'] and rep.needs_diagnosis(packets):
+            findings = self._findings(module)
         told = rep.explain(packets, findings)
         result['explanation'] = told['lines']
         result['culprits'] = told['culprits']

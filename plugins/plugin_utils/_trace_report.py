@@ -29,6 +29,7 @@ API:
     de-NAT, DROP with the backend/table/policy or rule that dropped it and the firewall_info finding).
 
 ``culprit(packet, findings=None) -> dict or None``, ``hook_path(packet) -> [hook]``,
+``vanished(packet)``, ``needs_diagnosis(packets)`` (a drop, or a packet routing dropped after prerouting),
 ``backend_of(packet, hop) -> 'iptables-legacy'|'iptables-nft'|'nftables'``
 
 ``render(packets, fmt='text'|'html', **kwargs) -> str``
@@ -541,23 +542,70 @@ def _flow(packet):
                          _endpoint(packet.get("dst"), packet.get("dport")))
 
 
-def _finding_for(culprit, findings):
-    """The firewall_info finding about the table and chain (or hook) that dropped the packet."""
+def _finding_for(culprit, findings, hop):
+    """The firewall_info finding about what dropped the packet: the one naming its backend, table and chain
+    (or hook); else br_netfilter's when the dropped packet was bridged; else one about its backend as a
+    whole (mixed-backends for a drop in iptables-legacy beside nf_tables rules)."""
+    exact = bridged = backend = None
     for f in findings or []:
         where = f.get("where") if isinstance(f, dict) else None
-        if not where or where.get("backend") != culprit["backend"] or where.get("table") != culprit["table"]:
+        if not where:
             continue
-        if where.get("family") and where["family"] not in _FAMILY_NFT.get(culprit["family"], ()):
-            continue
-        if where.get("chain") == culprit["chain"] or _s(where.get("hook")).upper() == culprit["hook"]:
-            return f
-    return None
+        if where.get("table"):
+            if exact is not None or where.get("backend") != culprit["backend"] or where["table"] != culprit["table"]:
+                continue
+            if where.get("family") and where["family"] not in _FAMILY_NFT.get(culprit["family"], ()):
+                continue
+            if where.get("chain") == culprit["chain"] or _s(where.get("hook")).upper() == culprit["hook"]:
+                exact = f
+        elif where.get("backend"):
+            if backend is None and where["backend"] == culprit["backend"]:
+                backend = f
+        elif f.get("id") == "br-netfilter-bridged" and (hop.get("physin") or hop.get("physout")):
+            bridged = bridged or f
+    return exact or bridged or backend
+
+
+# Findings that explain a packet whose trace ends on the prerouting hook (routing dropped it).
+_ROUTING_FINDINGS = ("ip-forward-disabled", "rp-filter-strict")
+
+
+def vanished(packet):
+    """True when the packet was neither dropped nor went past the prerouting hook: routing dropped it
+    (ip_forward=0, reverse-path filter, no route). Only meaningful when something is traced after
+    prerouting on this host (a forward or input base chain exists)."""
+    if not isinstance(packet, dict) or packet.get("verdict") in ("drop", "reject"):
+        return False
+    hooks = hook_path(packet)
+    return bool(hooks) and all(h == "PREROUTING" for h in hooks)
+
+
+def needs_diagnosis(packets):
+    """Whether a capture has a packet whose culprit the firewall diagnosis can name (dropped, or vanished)."""
+    return any(isinstance(p, dict) and (p.get("verdict") in ("drop", "reject") or vanished(p)) for p in packets or [])
+
+
+def _routing_culprit(packet, findings):
+    found = {f.get("id"): f for f in findings or [] if isinstance(f, dict) and f.get("id") in _ROUTING_FINDINGS}
+    f = next((found[i] for i in _ROUTING_FINDINGS if i in found), None)
+    if f is None:
+        return None
+    fixes = [x for x in f.get("fix") or [] if x]
+    out = dict(backend=None, family=_s(packet.get("family")) or "ipv4", table=None, chain=None, hook="PREROUTING",
+               kind="routing", rule=None, verdict="drop", finding=f.get("ref") or f.get("id"),
+               fix=fixes[0] if fixes else None)
+    out["text"] = ("not forwarded: the trace ends on the prerouting hook, no firewall dropped it, routing did; "
+                   "firewall_info %s: %s%s" % (out["finding"], _s(f.get("title")),
+                                               "; fix: %s" % fixes[0] if fixes else ""))
+    return out
 
 
 def culprit(packet, findings=None):
     """Who dropped ``packet`` (verdict drop/reject): ``{backend, family, table, chain, hook, kind, rule,
     verdict, finding, fix, text}``, else None. ``findings`` are firewall_info's; the one about that table
     and chain (or hook) is linked by its ``ref`` and its first ``fix``."""
+    if vanished(packet):
+        return _routing_culprit(packet, findings)
     if not isinstance(packet, dict) or packet.get("verdict") not in ("drop", "reject"):
         return None
     hops = _hops(packet)
@@ -571,13 +619,13 @@ def culprit(packet, findings=None):
                table=_s(hop.get("table")), chain=_s(hop.get("chain")), hook=hook, kind=_s(hop.get("kind")),
                rule=hop.get("rule"), verdict=packet["verdict"], finding=None, fix=None)
     if out["kind"] == "policy":
-        what = "the %s policy %s of %s's %s table" % (out["chain"], out["verdict"].upper(), out["backend"],
-                                                       out["table"])
+        what = "the %s policy %s of %s's %s table" % (
+            out["chain"], out["verdict"].upper(), out["backend"], out["table"])
     else:
-        what = "%s's %s (%s) in %s" % (out["backend"], _where(hop), _s(hop.get("rule")) or "rule text unknown",
-                                        out["table"] + " table")
+        what = "%s's %s (%s) in the %s table" % (
+            out["backend"], _where(hop), _s(hop.get("rule")) or "rule text unknown", out["table"])
     text = "dropped by %s (%s, hook %s)" % (what, out["family"], hook or "?")
-    found = _finding_for(out, findings)
+    found = _finding_for(out, findings, hop)
     if found is not None:
         out["finding"] = found.get("ref") or found.get("id")
         fixes = [x for x in found.get("fix") or [] if x]
@@ -624,7 +672,9 @@ def explain(packets, findings=None):
         h = hops[entry["hop"]]
         lines.append("NAT     %s %s (hook %s): %s; %s" % (
             backend_of(conn, h), _where(h), hooks[entry["hop"]] or "?", _s(h.get("rule")) or "-", _nat_text(entry)))
-    if not conn.get("nat") and conn.get("verdict") in ("drop", "reject"):
+    if not conn.get("nat") and vanished(conn):
+        lines.append("NAT     not reached: the packet went no further than the prerouting hook")
+    elif not conn.get("nat") and conn.get("verdict") in ("drop", "reject"):
         lines.append("NAT     not reached: the packet was dropped on the %s hook" % (
             next((hk for h, hk in zip(reversed(hops), reversed(hooks)) if h.get("verdict") in ("drop", "reject")),
                  None) or hooks[-1] or "?"))

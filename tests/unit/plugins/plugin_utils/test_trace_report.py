@@ -145,8 +145,8 @@ def test_culprit_links_the_firewall_info_finding():
                    fix=["iptables -I DOCKER-USER -s 192.168.122.0/24 -j ACCEPT"])
     other = dict(finding, ref="x", where=dict(finding["where"], backend="iptables-legacy"))
     c = rep.culprit(syn, [other, finding])
-    assert (c["backend"], c["table"], c["chain"], c["kind"], c["hook"]) == ("iptables-nft", "filter", "FORWARD",
-                                                                           "policy", "FORWARD")
+    assert (c["backend"], c["table"], c["chain"], c["kind"], c["hook"]) == (
+        "iptables-nft", "filter", "FORWARD", "policy", "FORWARD")
     assert c["finding"] == finding["ref"] and c["fix"] == finding["fix"][0]
     assert c["text"].startswith("dropped by the FORWARD policy DROP of iptables-nft's filter table (ipv4, hook FORWARD)")
     assert rep.culprit(syn, [])["finding"] is None
@@ -155,3 +155,36 @@ def test_culprit_links_the_firewall_info_finding():
     assert "NAT     not reached: the packet was dropped on the FORWARD hook" in lines
     html = rep.render_html([syn], explanation=lines)
     assert 'class="summary drop"' in html and "DOCKER-USER" in html
+
+
+def test_routing_culprit_for_a_packet_that_never_left_prerouting():
+    """The el10 SYN cut after raw:PREROUTING (what ip_forward=0 leaves of it; the real one is traced in
+    tests/integration/test_trace_capture_nft.py): no firewall dropped it, the ip-forward-disabled finding
+    names the cause; without that finding no culprit is claimed."""
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    syn.update(hops=syn["hops"][:2], nat=[], verdict="accept")
+    assert rep.vanished(syn) and rep.needs_diagnosis([syn])
+    ipf = dict(id="ip-forward-disabled", ref="ip-forward-disabled", title="net.ipv4.ip_forward=0",
+               where=dict(hook="forward"), fix=["sysctl -w net.ipv4.ip_forward=1"])
+    c = rep.culprit(syn, [ipf])
+    assert (c["kind"], c["hook"], c["finding"], c["fix"]) == (
+        "routing", "PREROUTING", "ip-forward-disabled", "sysctl -w net.ipv4.ip_forward=1")
+    assert rep.culprit(syn, []) is None
+    lines = rep.explain([syn], [ipf])["lines"]
+    assert any(x.startswith("DROP") and "routing did" in x and "ip_forward=1" in x for x in lines), lines
+    assert not rep.vanished(_el10("el10_nft_monitor_trace.txt")[0])
+
+
+def test_bridged_drop_links_br_netfilter_and_legacy_drop_links_mixed_backends():
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    drop = dict(syn["hops"][-3], table="filter", chain="FORWARD", kind="rule", verdict="drop",
+                rule="-A FORWARD -i virbr0 -o virbr0 -p tcp -j DROP", physin="vnet0", physout="vnet1")
+    syn.update(hops=syn["hops"][:2] + [drop], verdict="drop", nat=[], source="legacy")
+    brnf = dict(id="br-netfilter-bridged", ref="br-netfilter-bridged", title="br", where=dict(hook="forward"),
+                fix=["sysctl -w net.bridge.bridge-nf-call-iptables=0"])
+    mixed = dict(id="mixed-backends", ref="mixed-backends@iptables-legacy:-:-:-", title="mixed",
+                 where=dict(backend="iptables-legacy"), fix=["read both halves"])
+    assert rep.culprit(syn, [mixed, brnf])["finding"] == "br-netfilter-bridged"
+    drop.pop("physin"), drop.pop("physout")
+    c = rep.culprit(syn, [mixed, brnf])
+    assert (c["backend"], c["kind"], c["finding"]) == ("iptables-legacy", "rule", mixed["ref"])
