@@ -154,3 +154,30 @@ def test_docker_drop_named_diagnosed_fixed(lab, run_module, el10, docker27, tmp_
     assert any(h["chain"] == "guest_output" and h["verdict"] == "accept" for h in syn["hops"])
     info = ok(run_module(HOST, "virtops.virtnet.firewall_info"))
     assert next(f for f in info["findings"] if f["id"] == "docker-forward-drop")["severity"] == "info"
+
+
+@pytest.fixture
+def no_forwarding(lab, el10):
+    lab.exec(HOST, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    yield
+    lab.exec(HOST, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+
+def test_ip_forward_off_named_as_the_culprit_then_fixed(lab, run_module, el10, no_forwarding):
+    """net.ipv4.ip_forward=0 on the host: no firewall drops the guest's SYN, routing does. The trace ends on
+    the prerouting hook; the explanation says so and links firewall_info's ip-forward-disabled and its fix,
+    which, run as printed, makes the flow pass."""
+    rc, res = traced_connect(lab, run_module)
+    assert rc != 0
+    syns = [p for p in res["packets"] if p["src"] == el10["ip"] and str(p["dport"]) == PORT]
+    assert syns and all(h["chain"] == "PREROUTING" for p in syns for h in p["hops"]), syns
+    culprit = res["culprits"][0]
+    assert (culprit["kind"], culprit["hook"]) == ("routing", "PREROUTING"), culprit
+    assert culprit["finding"].split("@")[0] == "ip-forward-disabled", culprit
+    assert culprit["fix"] == "sysctl -w net.ipv4.ip_forward=1"
+    drop_line = next(x for x in res["explanation"] if x.startswith("DROP"))
+    assert "the trace ends on the prerouting hook, no firewall dropped it, routing did" in drop_line, drop_line
+    lab.exec(HOST, shlex.split(culprit["fix"]))
+    rc, res = traced_connect(lab, run_module)
+    assert rc == 0 and res["culprits"] == []
+    assert any(h["chain"] == "guest_nat" for p in res["packets"] for h in p["hops"])
