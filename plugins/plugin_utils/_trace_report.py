@@ -586,14 +586,28 @@ def needs_diagnosis(packets):
 
 
 def _routing_culprit(packet, findings):
-    found = {f.get("id"): f for f in findings or [] if isinstance(f, dict) and f.get("id") in _ROUTING_FINDINGS}
-    f = next((found[i] for i in _ROUTING_FINDINGS if i in found), None)
-    if f is None:
+    """Culprit of a packet that never left prerouting: ip_forward=0 or strict rp_filter (routing dropped it),
+    else, when the trace is an nf_tables one and the host also has iptables-legacy rules, a legacy table the
+    trace cannot see (its DROP rules quoted from the finding's evidence)."""
+    found = {f.get("id"): f for f in findings or [] if isinstance(f, dict)}
+    fid = next((i for i in _ROUTING_FINDINGS if i in found), None)
+    if fid is None and packet.get("source") != "legacy" and "mixed-backends" in found:
+        fid = "mixed-backends"
+    if fid is None:
         return None
+    f = found[fid]
     fixes = [x for x in f.get("fix") or [] if x]
     out = dict(backend=None, family=_s(packet.get("family")) or "ipv4", table=None, chain=None, hook="PREROUTING",
-               kind="routing", rule=None, verdict="drop", finding=f.get("ref") or f.get("id"),
-               fix=fixes[0] if fixes else None)
+               kind="routing", rule=None, verdict="drop", finding=f.get("ref") or fid, fix=fixes[0] if fixes else None)
+    if fid == "mixed-backends":
+        drops = [e.split(": ", 1)[-1] for e in f.get("evidence") or []
+                 if e.startswith("iptables-legacy-save") and e.endswith((" -j DROP", " DROP"))]
+        out.update(backend="iptables-legacy", kind="unseen", rule=drops[0] if drops else None)
+        out["text"] = ("not seen after the prerouting hook and dropped by no traced chain: a table of iptables-legacy, "
+                       "which an nf_tables trace cannot see, dropped it%s; firewall_info %s: %s; fix: %s" % (
+                           " (its DROP rules: %s)" % "; ".join(drops) if drops else "", out["finding"],
+                           _s(f.get("title")), "; ".join(fixes[:2]) or "-"))
+        return out
     out["text"] = ("not forwarded: the trace ends on the prerouting hook, no firewall dropped it, routing did; "
                    "firewall_info %s: %s%s" % (out["finding"], _s(f.get("title")),
                                                "; fix: %s" % fixes[0] if fixes else ""))

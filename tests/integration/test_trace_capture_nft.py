@@ -181,3 +181,51 @@ def test_ip_forward_off_named_as_the_culprit_then_fixed(lab, run_module, el10, n
     rc, res = traced_connect(lab, run_module)
     assert rc == 0 and res["culprits"] == []
     assert any(h["chain"] == "guest_nat" for p in res["packets"] for h in p["hops"])
+
+
+MIXED_HOST = "debian12-1"
+MIXED_GUEST = "tmix12"
+LEGACY_DROP = ["-s", "192.168.122.0/24", "-p", "tcp", "--dport", PORT, "-j", "DROP"]
+
+
+@pytest.fixture
+def legacy_drop(lab, run_playbook):
+    """debian12-1: libvirt's rules in iptables-nft, and one DROP rule in iptables-legacy's FORWARD (a host
+    half-switched between backends); TRACE rules in iptables-nft as trace_rule writes them."""
+    guest = lab.guest_add(MIXED_GUEST, MIXED_HOST)
+    text = json.dumps([{"hosts": MIXED_HOST, "gather_facts": False, "tasks": [
+        {"name": "logger", "virtops.virtnet.nf_log": {"families": ["ipv4"]}},
+        {"name": "trace", "virtops.virtnet.trace_rule": {"name": RULESET, "protocol": "tcp",
+                                                          "destination_port": [PORT], "expires": 900}}]}])
+    out = run_playbook(text + "\n")
+    assert out["rc"] == 0, out["stdout"][-2000:]
+    lab.exec(MIXED_HOST, ["iptables-legacy", "-I", "FORWARD"] + LEGACY_DROP)
+    yield guest
+    lab.exec(MIXED_HOST, ["sh", "-c", "iptables-legacy -D FORWARD \"$@\" 2>/dev/null; iptables-legacy -F; "
+                          "iptables-legacy -X; true", "x"] + LEGACY_DROP)
+    run_playbook(json.dumps([{"hosts": MIXED_HOST, "gather_facts": False, "tasks": [
+        {"name": "untrace", "virtops.virtnet.trace_rule": {"name": RULESET, "state": "absent"}}]}]) + "\n")
+    lab.guest_del(MIXED_GUEST)
+
+
+def test_legacy_drop_unseen_by_the_nft_trace_is_named(lab, run_module, legacy_drop):
+    """A DROP in iptables-legacy is invisible to an nf_tables trace (xtables-monitor): the guest's SYN is seen
+    on the prerouting hook only. The explanation says a legacy table dropped it, quoting the rule from
+    firewall_info's mixed-backends evidence; with the rule removed the flow passes and nothing is blamed."""
+    def capture():
+        start = ok(run_module(MIXED_HOST, MODULE, action="start"))
+        assert start["tool"] == "xtables-monitor", start
+        time.sleep(0.3)
+        rc = lab.guest_exec(MIXED_GUEST, ["nc", "-z", "-w", "2", UPLINK, PORT], check=False).returncode
+        return rc, ok(run_module(MIXED_HOST, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW))
+    rc, res = capture()
+    assert rc != 0
+    culprit = res["culprits"][0]
+    assert (culprit["backend"], culprit["kind"]) == ("iptables-legacy", "unseen"), culprit
+    assert culprit["finding"].split("@")[0] == "mixed-backends"
+    assert culprit["rule"] == "-A FORWARD -s 192.168.122.0/24 -p tcp -m tcp --dport 3128 -j DROP", culprit
+    drop_line = next(x for x in res["explanation"] if x.startswith("DROP"))
+    assert "a table of iptables-legacy, which an nf_tables trace cannot see, dropped it" in drop_line, drop_line
+    lab.exec(MIXED_HOST, ["iptables-legacy", "-D", "FORWARD"] + LEGACY_DROP)
+    rc, res = capture()
+    assert rc == 0 and res["culprits"] == [], res["explanation"]

@@ -188,3 +188,25 @@ def test_bridged_drop_links_br_netfilter_and_legacy_drop_links_mixed_backends():
     drop.pop("physin"), drop.pop("physout")
     c = rep.culprit(syn, [mixed, brnf])
     assert (c["backend"], c["kind"], c["finding"]) == ("iptables-legacy", "rule", mixed["ref"])
+
+
+def test_unseen_legacy_drop_is_named_from_mixed_backends_evidence():
+    """An nf_tables trace that ends on prerouting, on a host with iptables-legacy rules too (evidence as
+    firewall_info printed it on a debian12 lab host with a legacy FORWARD DROP)."""
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    syn.update(hops=syn["hops"][:2], nat=[], verdict="accept")
+    mixed = dict(id="mixed-backends", ref="mixed-backends@iptables-legacy:-:-:-", title="rules in both",
+                 where=dict(backend="iptables-legacy"),
+                 evidence=["iptables-legacy-save: 1 rules in tables filter",
+                           "iptables-legacy-save: -A FORWARD -s 192.168.122.0/24 -p tcp -m tcp --dport 3128 -j DROP",
+                           "iptables-nft-save: -A POSTROUTING -j LIBVIRT_PRT"],
+                 fix=["read both halves: iptables-legacy-save; iptables-nft-save; nft list ruleset"])
+    c = rep.culprit(syn, [mixed])
+    assert (c["backend"], c["kind"], c["finding"]) == ("iptables-legacy", "unseen", mixed["ref"])
+    assert c["rule"] == "-A FORWARD -s 192.168.122.0/24 -p tcp -m tcp --dport 3128 -j DROP"
+    assert "which an nf_tables trace cannot see" in c["text"]
+    # a legacy (kernel log) trace sees legacy tables: no such claim
+    assert rep.culprit(dict(syn, source="legacy"), [mixed]) is None
+    ipf = dict(id="ip-forward-disabled", ref="ip-forward-disabled@-:-:-:-", title="t", where=dict(hook="forward"),
+               fix=["sysctl -w net.ipv4.ip_forward=1"])
+    assert rep.culprit(syn, [mixed, ipf])["kind"] == "routing"     # ip_forward=0 explains it first
