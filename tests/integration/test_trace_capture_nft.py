@@ -195,8 +195,8 @@ def legacy_drop(lab, run_playbook):
     guest = lab.guest_add(MIXED_GUEST, MIXED_HOST)
     text = json.dumps([{"hosts": MIXED_HOST, "gather_facts": False, "tasks": [
         {"name": "logger", "virtops.virtnet.nf_log": {"families": ["ipv4"]}},
-        {"name": "trace", "virtops.virtnet.trace_rule": {"name": RULESET, "protocol": "tcp",
-                                                          "destination_port": [PORT], "expires": 900}}]}])
+        {"name": "trace", "virtops.virtnet.trace_rule": dict(name=RULESET, protocol="tcp", destination_port=[PORT],
+                                                             expires=900)}]}])
     out = run_playbook(text + "\n")
     assert out["rc"] == 0, out["stdout"][-2000:]
     lab.exec(MIXED_HOST, ["iptables-legacy", "-I", "FORWARD"] + LEGACY_DROP)
@@ -244,8 +244,8 @@ def bridged_drop(lab, run_playbook):
     lab.exec(BR_HOST, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
     text = json.dumps([{"hosts": BR_HOST, "gather_facts": False, "tasks": [
         {"name": "logger", "virtops.virtnet.nf_log": {"families": ["ipv4"]}},
-        {"name": "trace", "virtops.virtnet.trace_rule": {"name": "capture-br", "protocol": "icmp",
-                                                          "source": a["ip"], "expires": 900}}]}])
+        {"name": "trace", "virtops.virtnet.trace_rule": dict(name="capture-br", protocol="icmp", source=a["ip"],
+                                                             expires=900)}]}])
     out = run_playbook(text + "\n")
     assert out["rc"] == 0, out["stdout"][-2000:]
     rule = ["FORWARD", "-i", "virbr0", "-o", "virbr0", "-p", "icmp", "-j", "DROP"]
