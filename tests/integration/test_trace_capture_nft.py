@@ -66,14 +66,42 @@ def el10(lab, run_playbook):
     lab.guest_del(GUEST)
 
 
-def traced_connect(lab, run_module):
-    """Start a capture, connect from the guest, stop: (the guest's nc rc, the stop result)."""
-    start = ok(run_module(HOST, MODULE, action="start"))
-    assert (start["source_used"], start["tool"]) == ("nfnetlink", "nft"), start
-    time.sleep(0.3)   # nft monitor subscribes asynchronously after its start
-    rc = lab.guest_exec(GUEST, ["nc", "-z", "-w", "3", UPLINK, PORT], check=False).returncode
-    res = ok(run_module(HOST, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW, return_lines=True))
-    return rc, res
+def wait_for(what, cond, timeout=15):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("waited %d s for %s" % (timeout, what))
+        time.sleep(0.1)
+
+
+def monitored_connect(lab, run_module, host, guest, tool, needles=()):
+    """Start a capture, connect from the guest, stop: (the guest's nc rc, the stop result).
+
+    The monitor subscribes to the kernel's trace events some time after its start, unseen from here: the
+    guest connects again until the monitor's log holds its address. Then the log must hold ``needles``
+    (the lines the test is about: the NAT, the reply, the drop), which the monitor writes after the
+    kernel sent them."""
+    start = ok(run_module(host, MODULE, action="start"))
+    assert (start["source_used"], start["tool"]) == ("nfnetlink", tool), start
+    ip = lab.state()["guests"][guest]["ip"]
+    log = start["state"]["log"]
+
+    def has(text):
+        return lab.exec(host, ["grep", "-q", "-F", "--", text, log], check=False).returncode == 0
+    rcs = []
+
+    def connected_and_seen():
+        rcs.append(lab.guest_exec(guest, ["nc", "-z", "-w", "2", UPLINK, PORT], check=False).returncode)
+        return has(ip)
+    wait_for("the monitor on %s to see %s's connection" % (host, guest), connected_and_seen, timeout=30)
+    for text in needles:
+        wait_for("%r in the capture on %s" % (text, host), lambda t=text: has(t))
+    res = ok(run_module(host, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW))
+    return rcs[-1], res
+
+
+def traced_connect(lab, run_module, needles=()):
+    return monitored_connect(lab, run_module, HOST, GUEST, "nft", needles)
 
 
 def syn_of(res, guest_ip):
@@ -82,8 +110,13 @@ def syn_of(res, guest_ip):
     return next((p for p in syns if p["nat"]), syns[0])
 
 
+def passed(guest_ip):
+    """The lines of a connection that went through: libvirt's masquerade, the reply de-NATed to the guest."""
+    return ["masquerade to :1024-65535", "ip saddr %s ip daddr %s" % (UPLINK, guest_ip)]
+
+
 def test_guest_nat_traced_through_libvirt_nft_tables(lab, run_module, el10):
-    rc, res = traced_connect(lab, run_module)
+    rc, res = traced_connect(lab, run_module, passed(el10["ip"]))
     assert rc == 0
     syn = syn_of(res, el10["ip"])
     by_chain = {}
@@ -122,7 +155,7 @@ def docker27(lab, el10):
 
 def test_docker_drop_named_diagnosed_fixed(lab, run_module, el10, docker27, tmp_path):
     # dropped: a real traced packet, and the explanation names the backend, table, policy and the finding
-    rc, res = traced_connect(lab, run_module)
+    rc, res = traced_connect(lab, run_module, ["policy drop"])
     assert rc != 0
     dropped = [p for p in res["packets"] if p["verdict"] == "drop"]
     assert dropped and dropped[0]["src"] == el10["ip"], res["packets"]
@@ -143,7 +176,7 @@ def test_docker_drop_named_diagnosed_fixed(lab, run_module, el10, docker27, tmp_
     for argv in commands:
         lab.exec(HOST, argv)
     t = time.time()
-    rc, res = traced_connect(lab, run_module)
+    rc, res = traced_connect(lab, run_module, passed(el10["ip"]))
     assert rc == 0
     assert any(c["src"] == lab.state()["hosts"][HOST]["bond0_ip"]
                for c in lab.uplink_connections(since=t, at_least=1))
@@ -178,7 +211,7 @@ def test_ip_forward_off_named_as_the_culprit_then_fixed(lab, run_module, el10, n
     drop_line = next(x for x in res["explanation"] if x.startswith("DROP"))
     assert "the trace ends on the prerouting hook, no firewall dropped it, routing did" in drop_line, drop_line
     lab.exec(HOST, shlex.split(culprit["fix"]))
-    rc, res = traced_connect(lab, run_module)
+    rc, res = traced_connect(lab, run_module, passed(el10["ip"]))
     assert rc == 0 and res["culprits"] == []
     assert any(h["chain"] == "guest_nat" for p in res["packets"] for h in p["hops"])
 
@@ -212,12 +245,8 @@ def test_legacy_drop_unseen_by_the_nft_trace_is_named(lab, run_module, legacy_dr
     """A DROP in iptables-legacy is invisible to an nf_tables trace (xtables-monitor): the guest's SYN is seen
     on the prerouting hook only. The explanation says a legacy table dropped it, quoting the rule from
     firewall_info's mixed-backends evidence; with the rule removed the flow passes and nothing is blamed."""
-    def capture():
-        start = ok(run_module(MIXED_HOST, MODULE, action="start"))
-        assert start["tool"] == "xtables-monitor", start
-        time.sleep(0.3)
-        rc = lab.guest_exec(MIXED_GUEST, ["nc", "-z", "-w", "2", UPLINK, PORT], check=False).returncode
-        return rc, ok(run_module(MIXED_HOST, MODULE, action="stop", capture_id=start["capture_id"], match=FLOW))
+    def capture(needles=()):
+        return monitored_connect(lab, run_module, MIXED_HOST, MIXED_GUEST, "xtables-monitor", needles)
     rc, res = capture()
     assert rc != 0
     culprit = res["culprits"][0]
@@ -227,7 +256,7 @@ def test_legacy_drop_unseen_by_the_nft_trace_is_named(lab, run_module, legacy_dr
     drop_line = next(x for x in res["explanation"] if x.startswith("DROP"))
     assert "a table of iptables-legacy, which an nf_tables trace cannot see, dropped it" in drop_line, drop_line
     lab.exec(MIXED_HOST, ["iptables-legacy", "-D", "FORWARD"] + LEGACY_DROP)
-    rc, res = capture()
+    rc, res = capture(["MASQUERADE"])
     assert rc == 0 and res["culprits"] == [], res["explanation"]
 
 
