@@ -10,15 +10,21 @@ uplink 10.44.32.217:3128.
    dropped there, the explanation names iptables-nft's filter table and links firewall_info's
    ``docker-forward-drop`` finding; its advised DOCKER-USER rules are added and the flow passes.
 
-The el10 host joins the session's lab (its Debian 13 root filesystem comes from ``make rootfs``).
+These tests run on a lab of their own (the session's lab name + ``-n``: el10, debian12, el7), so that the
+suites iterating over the session lab's hosts do not meet el10's nft-only firewall; el10's Debian 13 root
+filesystem comes from ``make rootfs``. VIRTLAB_KEEP=1 keeps it up.
 Run: VIRTLAB_NAME=nft .venv/bin/python -m pytest -q -m integration -p no:xdist tests/integration/test_trace_capture_nft.py
 """
 import json
+import os
 import shlex
 import time
 
 import pytest
 
+import matrix
+import virtlab
+from labansible import module, playbook
 from test_firewall_info import DOCKER27, DOCKER27_UNDO
 
 HOST = "el10-1"
@@ -28,6 +34,48 @@ PORT = "3128"
 FLOW = dict(protocol="tcp", destination=UPLINK, destination_port=[PORT])
 MODULE = "virtops.virtnet.trace_capture"
 RULESET = "capture-nft"
+
+
+PERSONAS = ["el10", "debian12", "el7"]
+MATRIX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "build", "matrix")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """This module's own lab (see the module docstring), up for the module, down after unless kept."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    name = os.environ.get("VIRTLAB_NAME") or "it"
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        name = "%s-%s" % (name, os.environ["PYTEST_XDIST_WORKER"])
+    the_lab = virtlab.Lab(name[:10] + "-n")
+    was_up = the_lab.is_up()
+    keep = os.environ.get("VIRTLAB_KEEP") == "1"
+    try:
+        the_lab.up(personas=PERSONAS)
+    except virtlab.LabError as exc:
+        if not was_up and not keep:
+            the_lab.down()
+        pytest.fail("lab %s did not come up: %s" % (the_lab.name, exc))
+    matrix.record_versions(the_lab, MATRIX_DIR)
+    yield the_lab
+    if not was_up and not keep:
+        the_lab.down()
+
+
+@pytest.fixture(scope="module")
+def run_module(lab):
+    def _run(host, module_name, check=False, diff=False, become=False, **args):
+        return module(lab, host, module_name, check=check, diff=diff, become=become, **args)
+    return _run
+
+
+@pytest.fixture(scope="module")
+def run_playbook(lab):
+    def _run(text_or_path, extra_vars=None, check=False, limit=None, diff=False):
+        return playbook(lab, text_or_path, extra_vars=extra_vars, check=check, limit=limit, diff=diff)
+    return _run
 
 
 def ok(res):
@@ -47,9 +95,7 @@ def play(run_playbook, tasks):
 
 @pytest.fixture(scope="module")
 def el10(lab, run_playbook):
-    """el10-1 in the lab, a guest on its default network, TRACE rules for both directions of the flow."""
-    personas = sorted({h["persona"] for h in lab.state()["hosts"].values()} | {"el10"})
-    lab.up(personas=personas)
+    """A guest on el10-1's default network, TRACE rules for both directions of the flow."""
     conf = lab.exec(HOST, ["cat", "/etc/libvirt/network.conf"]).stdout
     assert 'firewall_backend = "nftables"' in conf, conf
     guest = lab.guest_add(GUEST, HOST)
