@@ -73,6 +73,7 @@ class ActionModule(ActionModuleBase):
         return_lines=dict(type='bool', default=False),
         report_path=dict(type='path'),
         report_format=dict(type='str', default='html', choices=['html', 'text']),
+        diagnose_drops=dict(type='bool', default=True),
         **rs.BACKEND_SPEC
     )
     REQUIRED_IF = [('action', 'stop', ['capture_id'])]
@@ -170,9 +171,14 @@ class ActionModule(ActionModuleBase):
     def _plan(self, module, facts):
         p = module.params
         source = cap.choose_source(facts, p['source'], p['backend'])
+        native = None
+        if source == 'nfnetlink' and p['monitor'] == 'auto' and 'nft' in (facts.get('tools') or {}):
+            # read-only: which tables are native nft ones (libvirt's libvirt_network, firewalld...)
+            res = module.run(['nft', 'list', 'tables'], check_rc=False)
+            native = cap.native_nft_tables(res.stdout) if res.rc == 0 else None
         try:
             if source == 'nfnetlink':
-                tool = cap.choose_monitor(facts, p['monitor'])
+                tool = cap.choose_monitor(facts, p['monitor'], native)
             else:
                 tool = cap.choose_reader(facts, p['kernel_log_reader'])
         except cap.CaptureError as e:
@@ -314,9 +320,28 @@ class ActionModule(ActionModuleBase):
                                         flow_dropped=flow_dropped, family=family, probe_result=probe_result)
             result['diagnosis'] = causes
             module.warn('nothing was captured on %s; likely cause: %s' % (module.host, causes[0]))
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+        findings = None
+        if p['diagnose_drops'] and rep.needs_diagnosis(packets):
+            findings = self._findings(module)
+        told = rep.explain(packets, findings)
+        result['explanation'] = told['lines']
+        result['culprits'] = told['culprits']
         if p['report_path']:
-            result['report_path'] = self._write_report(module, packets, stats, snapshots, parsed.get('unparsed'))
+            result['report_path'] = self._write_report(module, packets, stats, snapshots, parsed.get('unparsed'),
+                                                       told['lines'])
         return result
+
+    def _findings(self, module):
+        """firewall_info's findings (read-only, one round trip), to name the culprit of a drop."""
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _firewall as fw
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT
+        res = module.run_script(PROBE_SCRIPT + fw.FIREWALL_SCRIPT, check_rc=False, what='Firewall read')
+        try:
+            return fw.diagnose(fw.parse(res.stdout), module.host).get('findings') or []
+        except (fw.FirewallError, ProbeError) as e:
+            module.warn('a packet was dropped, but the firewall diagnosis failed: %s' % e)
+            return None
 
     def _snapshot(self, module, facts, packets):
         p = module.params
@@ -338,15 +363,17 @@ class ActionModule(ActionModuleBase):
             out[family] = res.stdout
         return out
 
-    def _write_report(self, module, packets, stats, snapshots, unparsed=None):
+    def _write_report(self, module, packets, stats, snapshots, unparsed=None, explanation=None):
         from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
         p = module.params
         path = p['report_path']
         title = 'trace capture on %s' % module.host
         if p['report_format'] == 'html':
-            text = rep.render_html(packets, title=title, unparsed=unparsed, unparsed_total=stats.get('malformed'))
+            text = rep.render_html(packets, title=title, unparsed=unparsed, unparsed_total=stats.get('malformed'),
+                                   explanation=explanation)
         else:
-            text = rep.render_text(packets, unparsed=unparsed, unparsed_total=stats.get('malformed'))
+            text = rep.render_text(packets, unparsed=unparsed, unparsed_total=stats.get('malformed'),
+                                   explanation=explanation)
         directory = os.path.dirname(path) or '.'
         if not os.path.isdir(directory):
             module.fail_json(msg='report_path: directory %s does not exist on the controller' % directory)

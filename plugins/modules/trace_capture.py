@@ -64,8 +64,10 @@ options:
     type: path
   monitor:
     description:
-      - nfnetlink monitor. V(auto) prefers C(xtables-monitor --trace) (prints iptables rule text), else
-        C(nft monitor trace).
+      - nfnetlink monitor. V(auto) uses C(nft monitor trace) when native nftables tables exist on the host (read
+        with C(nft list tables); for example libvirt's C(table ip libvirt_network) with its nftables firewall backend,
+        whose rules xtables-monitor cannot print), else prefers C(xtables-monitor --trace) (prints iptables rule
+        text), else C(nft monitor trace).
     type: str
     choices: [auto, xtables-monitor, nft]
     default: auto
@@ -172,6 +174,14 @@ options:
     type: str
     choices: [html, text]
     default: html
+  diagnose_drops:
+    description:
+      - When a traced packet was dropped or rejected, read the host's firewall like M(virtops.virtnet.firewall_info)
+        (read-only, one more round trip) and link the finding about the table and chain that dropped it in
+        RV(culprits) and RV(explanation).
+    type: bool
+    default: true
+    version_added: 1.0.0
 extends_documentation_fragment:
   - virtops.virtnet.attributes
   - virtops.virtnet.attributes.ACTIONGROUP_SHELL
@@ -289,6 +299,41 @@ packets:
           rule: -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p tcp -j MASQUERADE --to-ports 1024-65535
           nat_rule: "source NAT: source address becomes the outgoing interface's address (MASQUERADE), source port
             mapped into 1024-65535"
+explanation:
+  description:
+    - The connection's path in a few lines, computed from RV(packets) (the report shows the same lines).
+    - C(IN) where the first packet entered; C(FORWARD) every base chain's rule that accepted it on the forward hook
+      (iptables' C(filter) table, libvirt's nftables C(libvirt_network) C(guest_output)...), with its backend;
+      C(NAT) the translation and its rule (C(masquerade to :1024-65535) in C(guest_nat), C(MASQUERADE) in
+      C(LIBVIRT_PRT)); C(REPLY) the reply's de-NAT; C(DROP) per dropped packet, see RV(culprits).
+  returned: with action stop and oneshot
+  type: list
+  elements: str
+  sample:
+    - "IN      tcp 192.168.122.200:59850 → 10.44.32.217:3128 enters the host on virbr0 at raw:PREROUTING"
+    - "DROP    192.168.122.200:59850 → 10.44.32.217:3128 dropped by the FORWARD policy DROP of iptables-nft's filter
+      table (ipv4, hook FORWARD); firewall_info docker-forward-drop@iptables-nft:ip:filter:FORWARD: ...; fix:
+      iptables -I DOCKER-USER -s 192.168.122.0/24 -j ACCEPT; ..."
+culprits:
+  description:
+    - One entry per dropped or rejected packet, saying who dropped it.
+    - C(backend) (V(iptables-legacy), V(iptables-nft) or V(nftables), as M(virtops.virtnet.firewall_info) names them),
+      C(family), C(table), C(chain), C(hook), C(kind) (V(policy) or V(rule)), C(rule), C(verdict), C(packet);
+      C(finding) is the firewall_info finding's C(ref) about that table and chain (or hook) and C(fix) its first
+      fix, both V(null) when none applies or O(diagnose_drops=false); C(text) is the sentence of RV(explanation).
+  returned: with action stop and oneshot
+  type: list
+  elements: dict
+  sample:
+    - backend: iptables-nft
+      family: ipv4
+      table: filter
+      chain: FORWARD
+      hook: FORWARD
+      kind: policy
+      verdict: drop
+      finding: docker-forward-drop@iptables-nft:ip:filter:FORWARD
+      fix: iptables -I DOCKER-USER -s 192.168.122.0/24 -j ACCEPT
 stats:
   description: Parser statistics plus what the capture dropped (C(capture_lines), C(foreign_lines),
     C(orphan_packets), C(captured_packets), C(flow_dropped_packets), C(returned_packets)).

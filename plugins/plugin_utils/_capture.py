@@ -25,7 +25,8 @@ Everything else here is pure and unit-tested with real lab captures:
 ``loss_warnings(lines) -> [str]``
 ``nat_note(rule_text) -> str or None``, ``add_nat_notes(packets)``
 ``diagnose_empty(...) -> [str]``              likely causes when nothing was captured
-``choose_source(facts, source, backend)``, ``choose_reader(facts, reader)``, ``choose_monitor(facts, monitor)``
+``choose_source(facts, source, backend)``, ``choose_reader(facts, reader)``,
+``choose_monitor(facts, monitor, native_tables)``, ``native_nft_tables(nft_list_tables_text)``
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'Captur
            'check_capture_id', 'marker', 'parse_sections', 'leftover_warnings', 'parse_state', 'parse_ifaces', 'parse_addrs',
            'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
            'nat_note', 'add_nat_notes', 'diagnose_empty', 'choose_source', 'choose_reader',
-           'choose_monitor', 'trace_rules_in', 'KEEP_RE', 'LOSS_RE']
+           'choose_monitor', 'native_nft_tables', 'XTABLES_TABLES', 'trace_rules_in', 'KEEP_RE', 'LOSS_RE']
 
 MARKER_PREFIX = 'virtnet-capture'
 CAPTURE_ID_RE = re.compile(r'^[a-z0-9]{6,32}$')
@@ -673,10 +674,30 @@ def choose_reader(facts, reader='auto'):
     return 'syslog'
 
 
-def choose_monitor(facts, monitor='auto'):
+# Tables iptables-nft creates (``nft list tables`` names them ``<family> <table>``); any other table is a
+# native nftables one (libvirt's ``libvirt_network`` with firewall_backend=nftables, firewalld, ...).
+XTABLES_TABLES = frozenset(('filter', 'nat', 'raw', 'mangle', 'security', 'broute'))
+
+
+def native_nft_tables(text):
+    """``nft list tables`` output -> the ``family name`` of every table that iptables-nft did not create."""
+    out = []
+    for line in (text or '').splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == 'table' and words[2] not in XTABLES_TABLES:
+            out.append('%s %s' % (words[1], words[2]))
+    return out
+
+
+def choose_monitor(facts, monitor='auto', native_tables=None):
+    """The nfnetlink monitor: ``nft monitor trace`` when native nft tables hold rules (xtables-monitor
+    prints their rules as made-up iptables commands, losing e.g. ``masquerade to :1024-65535``), else
+    xtables-monitor (iptables syntax for iptables-nft rules), else nft."""
     tools = facts.get('tools') or {}
     if monitor != 'auto':
         return monitor
+    if native_tables and 'nft' in tools:
+        return 'nft'
     if 'xtables-monitor' in tools:
         return 'xtables-monitor'
     if 'nft' in tools:

@@ -274,7 +274,19 @@ def hook_of_chain(chain, fields=None):
     return None
 
 
-_hook_of_nft = hook_of_chain
+# libvirt's nftables backend (firewall_backend = "nftables", libvirt >= 10.4): table ip/ip6 libvirt_network.
+# Its base chains are forward (hook forward) and guest_nat (hook postrouting, srcnat): names that do not
+# say their hook; its regular chains are reached from forward.
+LIBVIRT_NFT_TABLE = "libvirt_network"
+LIBVIRT_NFT_HOOKS = {"forward": "FORWARD", "guest_output": "FORWARD", "guest_input": "FORWARD",
+                     "guest_cross": "FORWARD", "guest_nat": "POSTROUTING"}
+
+
+def _hook_of_nft(chain, fields, table=None):
+    """Hook of an nft chain: libvirt's known chains first, then ``hook_of_chain``."""
+    if table == LIBVIRT_NFT_TABLE and chain in LIBVIRT_NFT_HOOKS:
+        return LIBVIRT_NFT_HOOKS[chain]
+    return hook_of_chain(chain, fields)
 
 
 class _Packet(object):
@@ -974,7 +986,7 @@ class _Parser(object):
         if what == "packet:":
             fields = _nft_fields(_SPACES_RE.sub(" ", tail))
             family = fields.get("family") or {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam)
-            hook = _hook_of_nft(chain, fields)
+            hook = _hook_of_nft(chain, fields, table)
             chain_key = (fam, table, chain)
             pkt = self._id_packet(pid, "nft", family, hook, chain_key, fields.get("ipid"), fields.get("proto"))
             if pkt.proto is None:
@@ -1003,7 +1015,7 @@ class _Parser(object):
         elif what == "conntrack:":
             # ``conntrack: ct direction original ct state new ct id 123`` (nft >= 1.0.8): the packet's state
             if pkt is None:
-                hook = _hook_of_nft(chain, None)
+                hook = _hook_of_nft(chain, None, table)
                 pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
                                       (fam, table, chain), None, None)
             if pkt.ct is None:
@@ -1018,7 +1030,7 @@ class _Parser(object):
         else:
             return False
         if pkt is None:
-            hook = _hook_of_nft(chain, None)
+            hook = _hook_of_nft(chain, None, table)
             pkt = self._id_packet(pid, "nft", {"ip": "ipv4", "ip6": "ipv6"}.get(fam, fam), hook,
                                   (fam, table, chain), None, None)
             pkt.chains.add((fam, table, chain))

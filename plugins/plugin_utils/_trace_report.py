@@ -24,6 +24,14 @@ API:
     boxes), the packet's path drawn through it in hop order, matched rules and NAT changes
     marked, and the hop table. All trace text is escaped (it is untrusted input).
 
+``explain(packets, findings=None) -> {'lines': [...], 'culprits': [...]}``
+    A connection's path in a few sentences (IN, FORWARD accepts on every base chain, NAT, REPLY with its
+    de-NAT, DROP with the backend/table/policy or rule that dropped it and the firewall_info finding).
+
+``culprit(packet, findings=None) -> dict or None``, ``hook_path(packet) -> [hook]``,
+``vanished(packet)``, ``needs_diagnosis(packets)`` (a drop, or a packet routing dropped after prerouting),
+``backend_of(packet, hop) -> 'iptables-legacy'|'iptables-nft'|'nftables'``
+
 ``render(packets, fmt='text'|'html', **kwargs) -> str``
     Dispatch on ``fmt``; raises ``ValueError`` on an unknown format.
 
@@ -34,7 +42,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import hook_of_chain
+from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import (
+    LIBVIRT_NFT_HOOKS as _LIBVIRT_NFT_HOOKS, LIBVIRT_NFT_TABLE, hook_of_chain)
 
 _ARROW = "\u2192"
 
@@ -64,14 +73,52 @@ def _endpoint(addr, port):
     return "%s:%s" % (addr, port)
 
 
-def _hook_of(hop, previous):
-    """Netfilter hook of a hop (builtin chain name, nft chain name or in/out), else the previous one."""
-    chain = _s(hop.get("chain"))
-    upper = chain.upper()
-    if upper in _HOOK_TABLES:
-        return upper
-    guess_from = hop if hop.get("source") != "legacy" and previous is None else None
-    return hook_of_chain(chain, guess_from) or previous
+_NAT_HOOK_WORDS = (("masquerade", "POSTROUTING"), ("snat", "POSTROUTING"), ("dnat", "PREROUTING"),
+                   ("redirect", "PREROUTING"))
+_XTABLES_TABLES = frozenset(("filter", "nat", "raw", "mangle", "security", "broute"))
+
+
+def hook_path(packet):
+    """The netfilter hook of every hop of ``packet``, in hop order (None where it cannot be told).
+
+    A chain entered by a ``jump``/``goto`` is on its caller's hook whatever its name says (libvirt's
+    ``guest_output`` is reached from ``forward``, not from the output hook); libvirt's nft chains have
+    their known hooks; then the chain's name, the NAT verb of its rule, the first hop's interfaces."""
+    out = []
+    hook = None
+    entered = set()          # (table, chain) reached by jump/goto from an earlier hop
+    for n, hop in enumerate(_hops(packet)):
+        table, chain = _s(hop.get("table")), _s(hop.get("chain"))
+        upper = chain.upper()
+        if upper in _HOOK_TABLES:
+            hook = upper
+        elif (table, chain) in entered and hook is not None:
+            pass
+        elif table == LIBVIRT_NFT_TABLE and chain in _LIBVIRT_NFT_HOOKS:
+            hook = _LIBVIRT_NFT_HOOKS[chain]
+        else:
+            guess = hook_of_chain(chain, None)
+            rule = _s(hop.get("rule")).lower()
+            if guess is None:
+                guess = next((h for word, h in _NAT_HOOK_WORDS if word in rule.split()), None)
+            if guess is None and n == 0 and packet.get("source") != "legacy":
+                guess = hook_of_chain(chain, hop)
+            hook = guess or hook
+        verdict = _s(hop.get("verdict"))
+        if verdict.startswith(("jump ", "goto ")):
+            entered.add((table, verdict.split(" ", 1)[1]))
+        out.append(hook)
+    return out
+
+
+def backend_of(packet, hop):
+    """Which firewall holds the hop's table: ``iptables-legacy`` (kernel-log TRACE), ``iptables-nft`` (an
+    iptables table seen through nfnetlink) or ``nftables`` (a native nft table), as firewall_info names them."""
+    if packet.get("source") == "legacy":
+        return "iptables-legacy"
+    if _s(hop.get("table")) in _XTABLES_TABLES:
+        return "iptables-nft"
+    return "nftables"
 
 
 def _hops(packet):
@@ -172,11 +219,11 @@ def _unparsed_text(unparsed, total=None):
 
 
 # ----------------------------------------------------------------------------- text
-def render_text(packets, unparsed=None, unparsed_total=None):
-    """Plain-text report: a table per packet, then the unparsed lines."""
+def render_text(packets, unparsed=None, unparsed_total=None, explanation=None):
+    """Plain-text report: the explanation (``explain``'s lines), a table per packet, then the unparsed lines."""
     if not isinstance(packets, list):
         packets = []
-    out = []
+    out = [_s(x) for x in explanation or []] + ([""] if explanation else [])
     if not packets:
         return "\n".join(["No traced packets.", ""] + _unparsed_text(unparsed, unparsed_total))
     headers = ("#", "table:chain", "kind", "rule/verdict", "in/out", "src %s dst" % _ARROW, "NAT")
@@ -223,6 +270,7 @@ section.packet{background:#fff;border:1px solid #d9dee4;border-radius:8px;paddin
 section.packet h2{font-size:17px;margin:0 0 6px}
 .summary{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;color:#334e68;background:#f0f4f8;
   padding:6px 8px;border-radius:4px;overflow-wrap:anywhere}
+.summary.drop{background:#ffe3e3;color:#c92a2a;font-weight:600}
 .verdict{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;margin-left:6px;vertical-align:2px}
 .v-accept{background:#d3f9d8;color:#2b8a3e}.v-drop,.v-reject{background:#ffe3e3;color:#c92a2a}.v-unknown{background:#e9ecef;color:#495057}
 svg{display:block;margin:10px 0 6px;max-width:100%;height:auto}
@@ -262,9 +310,7 @@ def _layout(packet):
     """Tables per hook (defaults plus any other table the packet went through), hop -> box."""
     tables = {hook: list(names) for hook, names in _HOOK_TABLES.items()}
     placed = []
-    hook = None
-    for hop in _hops(packet):
-        hook = _hook_of(dict(hop, source=packet.get("source")), hook)
+    for hop, hook in zip(_hops(packet), hook_path(packet)):
         table = _s(hop.get("table"))
         if hook is not None and table and table not in tables[hook]:
             tables[hook].append(table)
@@ -425,12 +471,17 @@ def _hop_table(packet):
     return "".join(rows)
 
 
-def render_html(packets, title="Netfilter trace", unparsed=None, unparsed_total=None):
-    """Self-contained HTML page: one section per packet with an SVG hook diagram, then the unparsed lines."""
+def render_html(packets, title="Netfilter trace", unparsed=None, unparsed_total=None, explanation=None):
+    """Self-contained HTML page: the explanation (``explain``'s lines, DROP lines marked), one section per
+    packet with an SVG hook diagram, then the unparsed lines."""
     if not isinstance(packets, list):
         packets = []
     packets = [p for p in packets if isinstance(p, dict)]
     body = []
+    if explanation:
+        body.append('<section class="packet explain"><h2>What happened</h2>%s</section>' % "".join(
+            '<div class="summary%s">%s</div>' % (" drop" if _s(x).startswith("DROP") else "", escape(_s(x)))
+            for x in explanation))
     for index, packet in enumerate(packets):
         verdict = _s(packet.get("verdict")) or "unknown"
         vclass = verdict if verdict in ("accept", "drop", "reject") else "unknown"
@@ -470,6 +521,209 @@ def render_html(packets, title="Netfilter trace", unparsed=None, unparsed_total=
             '<div class="meta">%d packet%s</div>%s</body></html>\n'
             % (escape(_s(title)), _CSS, escape(_s(title)), len(packets), "" if len(packets) == 1 else "s",
                "".join(body)))
+
+
+# ----------------------------------------------------------------------------- explanation
+_FAMILY_NFT = {"ipv4": ("ip", "inet"), "ipv6": ("ip6", "inet")}
+
+
+def _where(hop, rulenum=True):
+    text = "%s:%s" % (_s(hop.get("table")), _s(hop.get("chain")))
+    if rulenum and hop.get("kind") == "rule":
+        if hop.get("rulenum") is not None:
+            text += " rule %s" % hop["rulenum"]
+        elif hop.get("handle") is not None:
+            text += " rule #%s" % hop["handle"]
+    return text
+
+
+def _flow(packet):
+    return "%s %s %s" % (_endpoint(packet.get("src"), packet.get("sport")), _ARROW,
+                         _endpoint(packet.get("dst"), packet.get("dport")))
+
+
+def _finding_for(culprit, findings, hop):
+    """The firewall_info finding about what dropped the packet: the one naming its backend, table and chain
+    (or hook); else br_netfilter's when the dropped packet was bridged; else one about its backend as a
+    whole (mixed-backends for a drop in iptables-legacy beside nf_tables rules)."""
+    exact = bridged = backend = None
+    for f in findings or []:
+        where = f.get("where") if isinstance(f, dict) else None
+        if not where:
+            continue
+        if where.get("table"):
+            if exact is not None or where.get("backend") != culprit["backend"] or where["table"] != culprit["table"]:
+                continue
+            if where.get("family") and where["family"] not in _FAMILY_NFT.get(culprit["family"], ()):
+                continue
+            if where.get("chain") == culprit["chain"] or _s(where.get("hook")).upper() == culprit["hook"]:
+                exact = f
+        elif where.get("backend"):
+            if backend is None and where["backend"] == culprit["backend"]:
+                backend = f
+        elif f.get("id") == "br-netfilter-bridged" and (hop.get("physin") or hop.get("physout")):
+            bridged = bridged or f
+    return exact or bridged or backend
+
+
+# Findings that explain a packet whose trace ends on the prerouting hook (routing dropped it).
+_ROUTING_FINDINGS = ("ip-forward-disabled", "rp-filter-strict")
+
+
+def vanished(packet):
+    """True when the packet was neither dropped nor went past the prerouting hook: routing dropped it
+    (ip_forward=0, reverse-path filter, no route). Only meaningful when something is traced after
+    prerouting on this host (a forward or input base chain exists)."""
+    if not isinstance(packet, dict) or packet.get("verdict") in ("drop", "reject"):
+        return False
+    hooks = hook_path(packet)
+    return bool(hooks) and all(h == "PREROUTING" for h in hooks)
+
+
+def needs_diagnosis(packets):
+    """Whether a capture has a packet whose culprit the firewall diagnosis can name (dropped, or vanished)."""
+    return any(isinstance(p, dict) and (p.get("verdict") in ("drop", "reject") or vanished(p)) for p in packets or [])
+
+
+def _routing_culprit(packet, findings):
+    """Culprit of a packet that never left prerouting: ip_forward=0 or strict rp_filter (routing dropped it),
+    else, when the trace is an nf_tables one and the host also has iptables-legacy rules, a legacy table the
+    trace cannot see (its DROP rules quoted from the finding's evidence)."""
+    found = {f.get("id"): f for f in findings or [] if isinstance(f, dict)}
+    fid = next((i for i in _ROUTING_FINDINGS if i in found), None)
+    if fid is None and packet.get("source") != "legacy" and "mixed-backends" in found:
+        fid = "mixed-backends"
+    if fid is None:
+        return None
+    f = found[fid]
+    fixes = [x for x in f.get("fix") or [] if x]
+    out = dict(backend=None, family=_s(packet.get("family")) or "ipv4", table=None, chain=None, hook="PREROUTING",
+               kind="routing", rule=None, verdict="drop", finding=f.get("ref") or fid, fix=fixes[0] if fixes else None)
+    if fid == "mixed-backends":
+        drops = [e.split(": ", 1)[-1] for e in f.get("evidence") or []
+                 if e.startswith("iptables-legacy-save") and e.endswith((" -j DROP", " DROP"))]
+        out.update(backend="iptables-legacy", kind="unseen", rule=drops[0] if drops else None)
+        out["text"] = ("not seen after the prerouting hook and dropped by no traced chain: a table of iptables-legacy, "
+                       "which an nf_tables trace cannot see, dropped it%s; firewall_info %s: %s; fix: %s" % (
+                           " (its DROP rules: %s)" % "; ".join(drops) if drops else "", out["finding"],
+                           _s(f.get("title")), "; ".join(fixes[:2]) or "-"))
+        return out
+    out["text"] = ("not forwarded: the trace ends on the prerouting hook, no firewall dropped it, routing did; "
+                   "firewall_info %s: %s%s" % (out["finding"], _s(f.get("title")),
+                                               "; fix: %s" % fixes[0] if fixes else ""))
+    return out
+
+
+def culprit(packet, findings=None):
+    """Who dropped ``packet`` (verdict drop/reject): ``{backend, family, table, chain, hook, kind, rule,
+    verdict, finding, fix, text}``, else None. ``findings`` are firewall_info's; the one about that table
+    and chain (or hook) is linked by its ``ref`` and its first ``fix``."""
+    if vanished(packet):
+        return _routing_culprit(packet, findings)
+    if not isinstance(packet, dict) or packet.get("verdict") not in ("drop", "reject"):
+        return None
+    hops = _hops(packet)
+    hooks = hook_path(packet)
+    index = next((n for n in range(len(hops) - 1, -1, -1) if hops[n].get("verdict") in ("drop", "reject")),
+                 len(hops) - 1)
+    if index < 0:
+        return None
+    hop, hook = hops[index], hooks[index]
+    out = dict(backend=backend_of(packet, hop), family=_s(packet.get("family")) or "ipv4",
+               table=_s(hop.get("table")), chain=_s(hop.get("chain")), hook=hook, kind=_s(hop.get("kind")),
+               rule=hop.get("rule"), verdict=packet["verdict"], finding=None, fix=None)
+    if out["kind"] == "policy":
+        what = "the %s policy %s of %s's %s table" % (
+            out["chain"], out["verdict"].upper(), out["backend"], out["table"])
+    else:
+        what = "%s's %s (%s) in the %s table" % (
+            out["backend"], _where(hop), _s(hop.get("rule")) or "rule text unknown", out["table"])
+    text = "dropped by %s (%s, hook %s)" % (what, out["family"], hook or "?")
+    found = _finding_for(out, findings, hop)
+    if found is not None:
+        out["finding"] = found.get("ref") or found.get("id")
+        fixes = [x for x in found.get("fix") or [] if x]
+        out["fix"] = fixes[0] if fixes else None
+        text += "; firewall_info %s: %s" % (out["finding"], _s(found.get("title")))
+        if fixes:
+            text += "; fix: %s" % "; ".join(fixes[:2])
+    out["text"] = text
+    return out
+
+
+def explain(packets, findings=None):
+    """A connection's path in a few sentences: ``{'lines': [...], 'culprits': [...]}``.
+
+    The connection is the packet the NAT was decided on (its first packet), else the first one; its
+    reply is the packet coming back from its destination. Lines: ``IN`` (where it entered), ``FORWARD``
+    (every base chain that accepted it on the forward hook: iptables' filter, libvirt's nft
+    ``forward``/``guest_output``...), ``NAT`` (the translation the trace parser decided, with the rule),
+    ``REPLY`` (its de-NAT and acceptance), ``DROP`` (per dropped packet: backend, table, policy or rule,
+    and the firewall_info finding with its fix, see ``culprit``)."""
+    packets = [p for p in packets or [] if isinstance(p, dict) and _hops(p)]
+    lines, culprits = [], []
+    if not packets:
+        return dict(lines=["no packet captured"], culprits=[])
+    natted = [p for p in packets if any(isinstance(e, dict) and e.get("implied") and e.get("field") == "src"
+                                        for e in p.get("nat") or [])]
+    conn = (natted or packets)[0]
+    hops, hooks = _hops(conn), hook_path(conn)
+    first = hops[0]
+    lines.append("IN      %s %s enters the host on %s at %s" % (
+        _s(conn.get("proto")) or "?", _flow(conn), _s(first.get("in")) or "?", _where(first, False)))
+    fwd = [(h, hook) for h, hook in zip(hops, hooks) if hook == "FORWARD" and h.get("verdict") == "accept"]
+    if any(h.get("kind") == "rule" for h, hook in fwd):
+        fwd = [(h, hook) for h, hook in fwd if h.get("kind") == "rule"]     # empty chains' policy accepts: noise
+    for h, hook in fwd:
+        what = ("rule %s" % _s(h.get("rule"))) if h.get("kind") == "rule" else "policy accept"
+        lines.append("FORWARD accepted by %s %s (out %s): %s" % (
+            backend_of(conn, h), _where(h), _s(h.get("out")) or "?", what))
+    if not fwd and "FORWARD" not in hooks:
+        lines.append("FORWARD no hop on the forward hook in the trace")
+    for entry in conn.get("nat") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("hop"), int) or entry["hop"] >= len(hops):
+            continue
+        h = hops[entry["hop"]]
+        lines.append("NAT     %s %s (hook %s): %s; %s" % (
+            backend_of(conn, h), _where(h), hooks[entry["hop"]] or "?", _s(h.get("rule")) or "-", _nat_text(entry)))
+    if not conn.get("nat") and vanished(conn):
+        lines.append("NAT     not reached: the packet went no further than the prerouting hook")
+    elif not conn.get("nat") and conn.get("verdict") in ("drop", "reject"):
+        lines.append("NAT     not reached: the packet was dropped on the %s hook" % (
+            next((hk for h, hk in zip(reversed(hops), reversed(hooks)) if h.get("verdict") in ("drop", "reject")),
+                 None) or hooks[-1] or "?"))
+    elif not conn.get("nat"):
+        lines.append("NAT     none in this packet (only a connection's first packet passes the nat chains)")
+    replies = [p for p in packets if p.get("src") == conn.get("dst") and p.get("sport") == conn.get("dport")
+               and p.get("dst") != conn.get("dst")]
+    replies.sort(key=lambda p: 0 if any(isinstance(e, dict) and e.get("field") == "dst" for e in p.get("nat") or [])
+                 else 1)
+    if replies:
+        rep = replies[0]
+        rhops, rhooks = _hops(rep), hook_path(rep)
+        text = "REPLY   %s arrives on %s" % (_flow(rep), _s(rhops[0].get("in")) or "?")
+        dnat = [e for e in rep.get("nat") or [] if isinstance(e, dict) and e.get("field") == "dst"]
+        if dnat:
+            text += "; conntrack de-NATs the destination %s %s %s" % (_s(dnat[0].get("before")), _ARROW,
+                                                                      _s(dnat[0].get("after")))
+        racc = [h for h, hook in zip(rhops, rhooks) if hook == "FORWARD" and h.get("verdict") == "accept"]
+        if racc:
+            text += "; accepted by %s %s: %s" % (backend_of(rep, racc[-1]), _where(racc[-1]),
+                                                 _s(racc[-1].get("rule")) or "policy accept")
+        lines.append(text)
+    else:
+        lines.append("REPLY   none captured")
+    seen = set()
+    for p in packets:
+        c = culprit(p, findings)
+        if c is None:
+            continue
+        culprits.append(dict(c, packet=_flow(p)))
+        key = (c["backend"], c["table"], c["chain"], c["kind"], c["rule"])
+        if key not in seen:
+            seen.add(key)
+            lines.append("DROP    %s %s" % (_flow(p), c["text"]))
+    return dict(lines=lines, culprits=culprits)
 
 
 def render(packets, fmt="text", **kwargs):

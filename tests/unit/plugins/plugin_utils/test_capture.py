@@ -408,7 +408,8 @@ from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module imp
 class FakeHost:
     """Module-like object answering the capture scripts like a lab host would."""
 
-    def __init__(self, params, stop_output, save_text='', check_mode=False, probe_rc=0):
+    def __init__(self, params, stop_output, save_text='', check_mode=False, probe_rc=0,
+                 nft_tables='table ip filter\ntable ip nat\ntable ip raw\n'):
         spec = action_mod.ActionModule.ARGUMENT_SPEC
         self.params = dict((k, v.get('default')) for k, v in spec.items())
         self.params.update(params)
@@ -426,6 +427,7 @@ class FakeHost:
         self.stop_output = stop_output
         self.save_text = save_text
         self.probe_rc = probe_rc
+        self.nft_tables = nft_tables
         self.scripts = []
 
     def warn(self, msg):
@@ -436,6 +438,8 @@ class FakeHost:
 
     def run(self, argv, check_rc=True, **kw):
         self.commands.append(argv)
+        if argv == ['nft', 'list', 'tables']:
+            return CommandResult(0, self.nft_tables, '', argv)
         return CommandResult(0, self.save_text, '', argv)
 
     def run_script(self, script, args=(), check_rc=True, **kw):
@@ -534,7 +538,8 @@ def test_action_check_mode_does_nothing(monkeypatch):
     for action, changed in (('start', True), ('oneshot', False)):
         host = FakeHost(dict(action=action), kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), check_mode=True)
         res = run_action(host, DEB_FACTS, monkeypatch)
-        assert host.scripts == [] and host.commands == []
+        # only the read-only table listing that picks the monitor
+        assert host.scripts == [] and host.commands == [['nft', 'list', 'tables']]
         assert res['changed'] is changed and res['source_used'] == 'nfnetlink' and res['tool'] == 'xtables-monitor'
         assert res['msg'].startswith('check mode: would start capturing from nfnetlink')
 
@@ -588,3 +593,23 @@ def test_running_does_not_count_a_zombie():
         live.wait()
         dead.wait()
     assert running(dead.pid) == 1                         # gone altogether
+
+
+# `nft list tables` on an el10 lab host (libvirt 11.3, firewall_backend = "nftables", a TRACE rule in iptables-nft)
+EL10_TABLES = 'table ip libvirt_network\ntable ip6 libvirt_network\ntable ip raw\n'
+
+
+def test_native_nft_tables():
+    assert cap.native_nft_tables(EL10_TABLES) == ['ip libvirt_network', 'ip6 libvirt_network']
+    assert cap.native_nft_tables('table ip filter\ntable ip6 nat\ntable bridge filter\n') == []
+    assert cap.native_nft_tables('') == [] and cap.native_nft_tables(None) == []
+
+
+@pytest.mark.parametrize('tables,tool', [(EL10_TABLES, 'nft'), ('table ip filter\n', 'xtables-monitor')])
+def test_action_picks_nft_monitor_when_native_tables_hold_rules(monkeypatch, tables, tool):
+    """xtables-monitor prints libvirt's nft rules as made-up iptables commands (``-p tcp`` for the
+    ``masquerade to :1024-65535`` rule): with native tables, ``nft monitor trace`` is used."""
+    host = FakeHost(dict(action='start'), None, check_mode=True, nft_tables=tables)
+    res = run_action(host, DEB_FACTS, monkeypatch)
+    assert res['tool'] == tool
+    assert cap.choose_monitor(DEB_FACTS, 'xtables-monitor', ['ip libvirt_network']) == 'xtables-monitor'

@@ -108,3 +108,105 @@ def test_html_in_headless_chromium(seed_packets, tmp_path):
     keep = os.environ.get("NF_TRACE_SCREENSHOT")
     if keep:
         shutil.copy(str(png), keep)
+
+
+# ---------------------------------------------------------------------------- explanation (el10, libvirt nft)
+def _el10(name):
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "trace", name)
+    with open(here, encoding="utf-8") as fh:
+        return tp.parse(fh.read())["packets"]
+
+
+@pytest.mark.parametrize("name", ["el10_nft_monitor_trace.txt", "el10_nft_monitor_trace_with_iptables_nft.txt"])
+def test_explain_names_libvirt_nft_chains(name):
+    """Real `nft monitor trace` captures on an el10 lab host (libvirt 11.3, firewall_backend nftables)."""
+    packets = _el10(name)
+    syn = packets[0]
+    hooks = rep.hook_path(syn)
+    chains = [h["chain"] for h in syn["hops"]]
+    # guest_output is reached from forward: FORWARD, not OUTPUT; guest_nat is the srcnat base chain
+    assert hooks[chains.index("guest_output")] == "FORWARD" and hooks[chains.index("guest_nat")] == "POSTROUTING"
+    told = rep.explain(packets)
+    text = "\n".join(told["lines"])
+    assert "FORWARD accepted by nftables libvirt_network:guest_output (out bond0)" in text
+    assert "NAT     nftables libvirt_network:guest_nat (hook POSTROUTING)" in text and "masquerade to :1024-65535" in text
+    assert "conntrack de-NATs the destination" in text and "libvirt_network:guest_input" in text
+    assert told["culprits"] == [] and "DROP" not in text
+
+
+def test_culprit_links_the_firewall_info_finding():
+    """The el10 SYN with a Docker-style FORWARD policy DROP of iptables-nft's filter table appended
+    (derived from the real capture; the real drop is traced in tests/integration/test_trace_capture_nft.py)."""
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    drop = dict(syn["hops"][-3], table="filter", chain="FORWARD", kind="policy", verdict="drop", rule=None)
+    syn.update(hops=syn["hops"][:2] + [drop], verdict="drop", nat=[])
+    finding = dict(id="docker-forward-drop", ref="docker-forward-drop@iptables-nft:ip:filter:FORWARD", title="Docker",
+                   where=dict(backend="iptables-nft", family="ip", table="filter", chain="FORWARD", hook="forward"),
+                   fix=["iptables -I DOCKER-USER -s 192.168.122.0/24 -j ACCEPT"])
+    other = dict(finding, ref="x", where=dict(finding["where"], backend="iptables-legacy"))
+    c = rep.culprit(syn, [other, finding])
+    assert (c["backend"], c["table"], c["chain"], c["kind"], c["hook"]) == (
+        "iptables-nft", "filter", "FORWARD", "policy", "FORWARD")
+    assert c["finding"] == finding["ref"] and c["fix"] == finding["fix"][0]
+    assert c["text"].startswith("dropped by the FORWARD policy DROP of iptables-nft's filter table (ipv4, hook FORWARD)")
+    assert rep.culprit(syn, [])["finding"] is None
+    lines = rep.explain([syn], [finding])["lines"]
+    assert any(x.startswith("DROP") and "DOCKER-USER" in x for x in lines)
+    assert "NAT     not reached: the packet was dropped on the FORWARD hook" in lines
+    html = rep.render_html([syn], explanation=lines)
+    assert 'class="summary drop"' in html and "DOCKER-USER" in html
+
+
+def test_routing_culprit_for_a_packet_that_never_left_prerouting():
+    """The el10 SYN cut after raw:PREROUTING (what ip_forward=0 leaves of it; the real one is traced in
+    tests/integration/test_trace_capture_nft.py): no firewall dropped it, the ip-forward-disabled finding
+    names the cause; without that finding no culprit is claimed."""
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    syn.update(hops=syn["hops"][:2], nat=[], verdict="accept")
+    assert rep.vanished(syn) and rep.needs_diagnosis([syn])
+    ipf = dict(id="ip-forward-disabled", ref="ip-forward-disabled", title="net.ipv4.ip_forward=0",
+               where=dict(hook="forward"), fix=["sysctl -w net.ipv4.ip_forward=1"])
+    c = rep.culprit(syn, [ipf])
+    assert (c["kind"], c["hook"], c["finding"], c["fix"]) == (
+        "routing", "PREROUTING", "ip-forward-disabled", "sysctl -w net.ipv4.ip_forward=1")
+    assert rep.culprit(syn, []) is None
+    lines = rep.explain([syn], [ipf])["lines"]
+    assert any(x.startswith("DROP") and "routing did" in x and "ip_forward=1" in x for x in lines), lines
+    assert not rep.vanished(_el10("el10_nft_monitor_trace.txt")[0])
+
+
+def test_bridged_drop_links_br_netfilter_and_legacy_drop_links_mixed_backends():
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    drop = dict(syn["hops"][-3], table="filter", chain="FORWARD", kind="rule", verdict="drop",
+                rule="-A FORWARD -i virbr0 -o virbr0 -p tcp -j DROP", physin="vnet0", physout="vnet1")
+    syn.update(hops=syn["hops"][:2] + [drop], verdict="drop", nat=[], source="legacy")
+    brnf = dict(id="br-netfilter-bridged", ref="br-netfilter-bridged", title="br", where=dict(hook="forward"),
+                fix=["sysctl -w net.bridge.bridge-nf-call-iptables=0"])
+    mixed = dict(id="mixed-backends", ref="mixed-backends@iptables-legacy:-:-:-", title="mixed",
+                 where=dict(backend="iptables-legacy"), fix=["read both halves"])
+    assert rep.culprit(syn, [mixed, brnf])["finding"] == "br-netfilter-bridged"
+    drop.pop("physin"), drop.pop("physout")
+    c = rep.culprit(syn, [mixed, brnf])
+    assert (c["backend"], c["kind"], c["finding"]) == ("iptables-legacy", "rule", mixed["ref"])
+
+
+def test_unseen_legacy_drop_is_named_from_mixed_backends_evidence():
+    """An nf_tables trace that ends on prerouting, on a host with iptables-legacy rules too (evidence as
+    firewall_info printed it on a debian12 lab host with a legacy FORWARD DROP)."""
+    syn = dict(_el10("el10_nft_monitor_trace.txt")[0])
+    syn.update(hops=syn["hops"][:2], nat=[], verdict="accept")
+    mixed = dict(id="mixed-backends", ref="mixed-backends@iptables-legacy:-:-:-", title="rules in both",
+                 where=dict(backend="iptables-legacy"),
+                 evidence=["iptables-legacy-save: 1 rules in tables filter",
+                           "iptables-legacy-save: -A FORWARD -s 192.168.122.0/24 -p tcp -m tcp --dport 3128 -j DROP",
+                           "iptables-nft-save: -A POSTROUTING -j LIBVIRT_PRT"],
+                 fix=["read both halves: iptables-legacy-save; iptables-nft-save; nft list ruleset"])
+    c = rep.culprit(syn, [mixed])
+    assert (c["backend"], c["kind"], c["finding"]) == ("iptables-legacy", "unseen", mixed["ref"])
+    assert c["rule"] == "-A FORWARD -s 192.168.122.0/24 -p tcp -m tcp --dport 3128 -j DROP"
+    assert "which an nf_tables trace cannot see" in c["text"]
+    # a legacy (kernel log) trace sees legacy tables: no such claim
+    assert rep.culprit(dict(syn, source="legacy"), [mixed]) is None
+    ipf = dict(id="ip-forward-disabled", ref="ip-forward-disabled@-:-:-:-", title="t", where=dict(hook="forward"),
+               fix=["sysctl -w net.ipv4.ip_forward=1"])
+    assert rep.culprit(syn, [mixed, ipf])["kind"] == "routing"     # ip_forward=0 explains it first
