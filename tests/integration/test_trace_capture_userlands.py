@@ -31,10 +31,10 @@ def ok(res):
 def test_oneshot_traces_the_nat_path(lab, run_module, run_playbook, host):
     guest = "tul" + host.split("-")[0][-2:]
     info = lab.guest_add(guest, host)
-    rules = [{"name": "rule", "virtops.virtnet.trace_rule": dict(name=RULESET, protocol="tcp", destination_port=[PORT],
-                                                                  expires=300)},
-             {"name": "reply", "virtops.virtnet.trace_rule": dict(name=RULESET + "-r", protocol="tcp", source_port=PORT,
-                                                                   expires=300)}]
+    forward = dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=300)
+    reply = dict(name=RULESET + "-r", protocol="tcp", source_port=PORT, expires=300)
+    rules = [{"name": "rule", "virtops.virtnet.trace_rule": forward},
+             {"name": "reply", "virtops.virtnet.trace_rule": reply}]
     play = [{"hosts": host, "gather_facts": False,
              "tasks": [{"name": "log", "virtops.virtnet.nf_log": {"families": ["ipv4"]}}] + rules}]
     out = run_playbook(json.dumps(play) + "\n")
@@ -61,8 +61,8 @@ def test_oneshot_traces_the_nat_path(lab, run_module, run_playbook, host):
     syns = [p for p in res["packets"] if p["hops"][0]["src"] == info["ip"] and str(p["hops"][0]["dport"]) == PORT]
     assert syns, (res["tool"], [p["hops"][0] for p in res["packets"]][:5])
     hops = syns[0]["hops"]
-    assert any("masquerade" in (h.get("rule") or "").lower() for h in hops), [(h["table"], h["chain"], h.get("rule"))
-                                                                               for h in hops]
+    path = [(h["table"], h["chain"], h.get("rule")) for h in hops]
+    assert any("masquerade" in (h.get("rule") or "").lower() for h in hops), path
     replies = [p for p in res["packets"] if p["hops"][0]["src"] == UPLINK and str(p["hops"][0]["sport"]) == PORT]
     assert replies, res["packets"][:3]
     assert info["ip"] in [h["dst"] for h in replies[0]["hops"]], replies[0]["hops"]   # de-NATed to the guest
