@@ -29,7 +29,15 @@ echo "libvirt=$(v libvirtd --version | sed 's/^libvirtd (libvirt) //')"
 echo "qemu=$(v qemu-system-x86_64 --version | sed 's/^QEMU emulator version //')"
 echo "iptables=$(v iptables --version)"
 echo "nft=$(command -v nft >/dev/null 2>&1 && v nft --version || echo absent)"
-echo "firewall_backend=$(sed -n 's/^firewall_backend *= *"\(.*\)"/\1/p' /etc/libvirt/network.conf 2>/dev/null | tail -n 1)"
+# the backend libvirt uses: network.conf's setting; unset, the build's default (libvirt >= 10.4 writes it as
+# the commented "#firewall_backend = ..." line); without the option or the file (libvirt < 10.4): iptables only
+conf=${VIRTLAB_NETCONF:-/etc/libvirt/network.conf}
+fb=$(sed -n 's/^firewall_backend *= *"\(.*\)"/\1/p' "$conf" 2>/dev/null | tail -n 1)
+if [ -z "$fb" ]; then
+  fb=$(sed -n 's/^#firewall_backend *= *"\(.*\)"/\1/p' "$conf" 2>/dev/null | tail -n 1)
+  if [ -n "$fb" ]; then fb="$fb (build default)"; else fb="iptables (only one before libvirt 10.4)"; fi
+fi
+echo "firewall_backend=$fb"
 if [ -x "$1" ]; then echo "python=$("$1" -c 'import sys; print(sys.version.split()[0])') ($1)"; else echo "python=none ($1 absent)"; fi
 """
 

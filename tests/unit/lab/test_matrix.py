@@ -76,3 +76,26 @@ def test_committed_readme_table_is_the_committed_matrix():
         text = f.read()
     block = text.split(matrix.README_BEGIN, 1)[1].split(matrix.README_END, 1)[0]
     assert block == "\n" + matrix.readme_table(data)
+
+
+def _probe_backend(tmp_path, conf_text):
+    import subprocess
+    conf = tmp_path / "network.conf"
+    if conf_text is not None:
+        conf.write_text(conf_text)
+    env = dict(os.environ, VIRTLAB_NETCONF=str(conf))
+    out = subprocess.run(["sh", "-c", matrix.PROBE, "probe", "/nonexistent"], env=env,
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("firewall_backend=")][0]
+
+
+def test_probe_reads_the_firewall_backend_libvirt_uses(tmp_path):
+    # set explicitly (the el10 persona appends it after the commented default)
+    assert _probe_backend(tmp_path, '#firewall_backend = "iptables"\nfirewall_backend = "nftables"\n') == "nftables"
+    # unset on libvirt >= 10.4: the commented line is the build's default (Debian 13's network.conf)
+    assert _probe_backend(tmp_path, '#   first available backend\n#firewall_backend = "iptables"\n') == \
+        "iptables (build default)"
+    # libvirt < 10.4's network.conf has no such option: iptables is the only backend
+    assert _probe_backend(tmp_path, '# Master configuration file\n') == "iptables (only one before libvirt 10.4)"
+    # libvirt 7.0 (Debian 11) installs no network.conf at all
+    assert _probe_backend(tmp_path, None) == "iptables (only one before libvirt 10.4)"
