@@ -29,6 +29,9 @@ def ok(res):
 
 @pytest.mark.parametrize("host", [TARGET_HOST])
 def test_oneshot_traces_the_nat_path(lab, run_module, run_playbook, host):
+    if host in ("el7-1", "el6-1"):
+        pytest.skip("%s (iptables-legacy, TRACE to the kernel log): traced in depth by test_trace_capture.py in the "
+                    "main run; this oneshot is for the nf_tables userlands" % host)
     guest = "tul" + host.split("-")[0][-2:]
     info = lab.guest_add(guest, host)
     forward = dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=300)
