@@ -63,9 +63,9 @@ def test_oneshot_traces_the_nat_path(lab, run_module, run_playbook, host):
     assert res["changed"] is False and res["source_used"] == "nfnetlink", res.get("tool")
     syns = [p for p in res["packets"] if p["hops"][0]["src"] == info["ip"] and str(p["hops"][0]["dport"]) == PORT]
     assert syns, (res["tool"], [p["hops"][0] for p in res["packets"]][:5])
-    hops = syns[0]["hops"]
-    path = [(h["table"], h["chain"], h.get("rule")) for h in hops]
-    assert any("masquerade" in (h.get("rule") or "").lower() for h in hops), path
+    # the capture may begin inside a connection (its ACKs skip NAT): some new connection's SYN is masqueraded
+    path = [[(h["table"], h["chain"], h.get("rule")) for h in p["hops"]] for p in syns][:4]
+    assert any("masquerade" in (h.get("rule") or "").lower() for p in syns for h in p["hops"]), path
     replies = [p for p in res["packets"] if p["hops"][0]["src"] == UPLINK and str(p["hops"][0]["sport"]) == PORT]
     assert replies, res["packets"][:3]
-    assert info["ip"] in [h["dst"] for h in replies[0]["hops"]], replies[0]["hops"]   # de-NATed to the guest
+    assert any(info["ip"] in [h["dst"] for h in r["hops"]] for r in replies), replies[0]["hops"]   # de-NATed
