@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
 
 
 class _Pkt(object):

@@ -170,7 +170,7 @@ def _cpu_best(fn, path, runs=3):
 
 
 def _ours(path):
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import iter_packets
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_parse import iter_packets
 
     def run():
         stats = {}
@@ -197,7 +197,7 @@ def _grep(path, out):
 _PEAK = """
 import resource, sys
 sys.path.insert(0, sys.argv[2])
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import iter_packets
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_parse import iter_packets
 n = 0
 with open(sys.argv[1], encoding="utf-8") as fh:
     for _ in iter_packets(fh):

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._firewall import FirewallTask
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._firewall import FirewallTask
 
 
 class ActionModule(ActionModuleBase):

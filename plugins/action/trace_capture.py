@@ -16,10 +16,10 @@ from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _capture as cap
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _ruleset as rs
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture as cap
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _ruleset as rs
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import ProbeError, iptables_commands, probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import ProbeError, iptables_commands, probe
 
 # The flow filter takes the rule matches that can be checked on a traced packet.
 MATCH_SPEC = dict(
@@ -42,7 +42,7 @@ PORT_RE = re.compile(r'^\d{1,5}(:\d{1,5})?$')
 def _trace_parse(module):
     """The parser shared with the nf_trace filter."""
     try:
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
     except ImportError as e:
         module.fail_json(msg='the trace parser of this collection cannot be imported: %s' % e)
     return tp
@@ -320,7 +320,7 @@ class ActionModule(ActionModuleBase):
                                         flow_dropped=flow_dropped, family=family, probe_result=probe_result)
             result['diagnosis'] = causes
             module.warn('nothing was captured on %s; likely cause: %s' % (module.host, causes[0]))
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
         findings = None
         if p['diagnose_drops'] and rep.needs_diagnosis(packets):
             findings = self._findings(module)
@@ -334,8 +334,8 @@ class ActionModule(ActionModuleBase):
 
     def _findings(self, module):
         """firewall_info's findings (read-only, one round trip), to name the culprit of a drop."""
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _firewall as fw
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _firewall as fw
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import PROBE_SCRIPT
         res = module.run_script(PROBE_SCRIPT + fw.FIREWALL_SCRIPT, check_rc=False, what='Firewall read')
         try:
             return fw.diagnose(fw.parse(res.stdout), module.host).get('findings') or []
@@ -364,7 +364,7 @@ class ActionModule(ActionModuleBase):
         return out
 
     def _write_report(self, module, packets, stats, snapshots, unparsed=None, explanation=None):
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
         p = module.params
         path = p['report_path']
         title = 'trace capture on %s' % module.host

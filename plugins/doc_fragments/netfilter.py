@@ -10,7 +10,7 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     """Options shared by the netfilter modules (named sub-fragments).
 
-    The argument specs that go with them live in plugins/plugin_utils/_ruleset.py
+    The argument specs that go with them live in plugins/plugin_utils/netfilter/_ruleset.py
     (MATCH_SPEC, LIMITS_SPEC, BACKEND_SPEC). A module may override the description of an
     option for its own context; type, elements, choices and defaults come from here.
     """

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import (
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_parse import (
     annotate,
     parse,
     parse_log_entries,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_report import render
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_report import render
 
 
 def nf_trace_report(packets, format="text", title="Netfilter trace"):  # pylint: disable=redefined-builtin

@@ -89,8 +89,8 @@ def capture(lab, host, name):
     where = os.environ.get("VIRTNET_CAPTURE_FIXTURES")
     if not where:
         return
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils._firewall import FIREWALL_SCRIPT
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._firewall import FIREWALL_SCRIPT
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import PROBE_SCRIPT
     out = lab.exec(host, ["env", "LC_ALL=C", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                           "sh", "-c", PROBE_SCRIPT + FIREWALL_SCRIPT, "virtnet"]).stdout
     with open(os.path.join(where, name + ".txt"), "w") as f:

@@ -108,7 +108,7 @@ def test_trace_playbook_prints_each_packets_path_on_every_persona(lab, run_playb
             "ip", "netns", "exec", "vn-%s-g-pbt%d" % (lab.name, i + 1), "nc", "-z", "-w", "3", UPLINK, "3128"]}
             for i, host in enumerate(lab.hosts)},
     }
-    if os.path.exists(os.path.join(ROOT, "plugins", "plugin_utils", "_trace_report.py")):
+    if os.path.exists(os.path.join(ROOT, "plugins", "plugin_utils", "netfilter", "_trace_report.py")):
         ev["trace_report_dir"] = str(tmp_path)
     # The kernel ring buffer (128 KiB) is one for all labs of the parallel workers: their TRACE lines can
     # push a kernel-log capture's start marker out of it before the stop reads it (trace_capture then says

@@ -225,9 +225,9 @@ def test_legacy_oneshot_with_probe_in_a_host_netns(lab, run_module, traced, host
 @pytest.mark.parametrize("fmt", ["html", "text"])
 def test_report_written_on_the_controller(lab, run_module, traced, tmp_path, fmt):
     try:
-        from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report  # noqa: F401
+        from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report  # noqa: F401
     except ImportError:
-        pytest.skip("the report renderer (plugin_utils/_trace_report.py) is not in the tree yet")
+        pytest.skip("the report renderer (plugin_utils/netfilter/_trace_report.py) is not in the tree yet")
     host = "el6-1"
     path = str(tmp_path / ("report." + fmt))
     start = ok(run_module(host, MODULE, action="start"))

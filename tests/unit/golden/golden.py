@@ -351,8 +351,8 @@ def _sha(obj):
 
 
 def trace_records():
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
     fixtures = os.path.join(UNIT, "fixtures")
     with open(os.path.join(fixtures, "capture", "el7_iptables_save.txt"), encoding="utf-8") as fh:
         save = fh.read()

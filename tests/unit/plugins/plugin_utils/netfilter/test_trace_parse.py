@@ -16,9 +16,9 @@ import tracemalloc
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                         "fixtures", "trace")
 
 

@@ -2,7 +2,7 @@
 """RuleTask and NfLogTask end to end against a scripted host (canned probe and iptables-save outputs)."""
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _nflog, _ruleset as R
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _nflog, _ruleset as R
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import CommandResult, ModuleFailed
 from nf_fixtures import fixture
 

@@ -87,7 +87,7 @@ ports after it are read with ``str.find``; blocks the split does not fit go to t
 functions, so no output depends on the path. A hop is ``template.copy()`` plus the head's keys,
 the ports and the time. Observed NAT, the final verdict and implied NAT entries are recorded hop
 by hop, so ``_finish`` does not walk the hops again. The outputs are pinned by golden digests
-(tests/unit/plugins/plugin_utils/trace_golden.py).
+(tests/unit/plugins/plugin_utils/netfilter/trace_golden.py).
 
 Grouping. Legacy lines carry no packet id: a packet starts at a hop in raw:PREROUTING or
 raw:OUTPUT; a later hop joins the most recent open packet of the same family, protocol and
@@ -104,7 +104,7 @@ import re
 from collections import OrderedDict, deque
 from itertools import chain as _chain
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
 DEFAULT_WINDOW = 2000
 DEFAULT_MAX_OPEN = 4096

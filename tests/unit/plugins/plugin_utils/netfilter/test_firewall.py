@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _firewall as F
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _firewall as F
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import CommandResult, ModuleFailed
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import PROBE_SCRIPT
 
-HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'fixtures',
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), 'fixtures',
                     'firewall')
 
 

@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _capture as cap
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture as cap
 
-FIX = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'capture')
+FIX = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'fixtures', 'capture')
 
 
 def read(name):

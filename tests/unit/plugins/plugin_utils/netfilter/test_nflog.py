@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _nflog, _probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _nflog, _probe
 from nf_fixtures import fixture
 
 

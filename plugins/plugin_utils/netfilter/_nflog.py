@@ -33,7 +33,7 @@ API
 
 from __future__ import annotations
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import parse_bindings, probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import parse_bindings, probe
 
 __all__ = ['FAMILIES', 'choose', 'plan', 'parse_files', 'APPLY_SCRIPT', 'READ_FILES_SCRIPT', 'NfLogError',
            'persist_paths', 'BLOCK_BEGIN', 'BLOCK_END', 'NfLogTask']

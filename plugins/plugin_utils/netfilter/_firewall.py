@@ -32,9 +32,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._capture import parse_sections
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import PROBE_SCRIPT, ProbeError, parse_probe
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._capture import parse_sections
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import PROBE_SCRIPT, ProbeError, parse_probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
 __all__ = ['FIREWALL_SCRIPT', 'FINDING_IDS', 'FirewallError', 'parse', 'parse_nft', 'parse_networks', 'diagnose',
            'FirewallTask', 'NETWORK_NAME_RE']

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._trace_parse import (
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_parse import (
     LIBVIRT_NFT_HOOKS as _LIBVIRT_NFT_HOOKS, LIBVIRT_NFT_TABLE, hook_of_chain)
 
 _ARROW = "\u2192"

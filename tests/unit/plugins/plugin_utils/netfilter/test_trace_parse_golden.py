@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
 import trace_golden
 
 INPUTS = trace_golden.inputs()

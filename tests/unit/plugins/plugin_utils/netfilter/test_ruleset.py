@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _ruleset as R
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _ruleset as R
 from nf_fixtures import fixture
 
 NOW = 1795726964

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                         "fixtures", "trace")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -112,7 +112,7 @@ def test_html_in_headless_chromium(seed_packets, tmp_path):
 
 # ---------------------------------------------------------------------------- explanation (el10, libvirt nft)
 def _el10(name):
-    here = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "trace", name)
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures", "trace", name)
     with open(here, encoding="utf-8") as fh:
         return tp.parse(fh.read())["packets"]
 

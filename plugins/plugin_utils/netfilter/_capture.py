@@ -35,7 +35,7 @@ import ipaddress
 import re
 import secrets
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._ruleset import parse_save
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
            'check_capture_id', 'marker', 'parse_sections', 'leftover_warnings', 'parse_state', 'parse_ifaces', 'parse_addrs',

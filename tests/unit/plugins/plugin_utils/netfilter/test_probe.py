@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _probe
 from nf_fixtures import fixture
 
 CASES = [

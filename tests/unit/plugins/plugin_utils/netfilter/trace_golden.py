@@ -2,7 +2,7 @@
 """Golden outputs of the trace parser: a regression net for its fast paths.
 
 The parser's hot loop is hand-inlined and its field blocks go through caches (see the module
-docstring of plugins/plugin_utils/_trace_parse.py); a change there must not change a single output
+docstring of plugins/plugin_utils/netfilter/_trace_parse.py); a change there must not change a single output
 byte. ``inputs()`` builds a deterministic set of texts from the committed fixtures: every fixture,
 the dmesg lines rendered as syslog / short-iso / CRLF / bare, 40 mutated mixes of all trace lines
 (truncated, a byte replaced, two lines glued) and 10 line-by-line interleavings of two fixtures.
@@ -10,7 +10,7 @@ the dmesg lines rendered as syslog / short-iso / CRLF / bare, 40 mutated mixes o
 canonical JSON of ``parse()``, of the ``iter_packets()`` stream order and of ``annotate()``.
 
 Regenerate (only when an output change is intended, and say so in the commit):
-    python tests/unit/plugins/plugin_utils/trace_golden.py > tests/unit/fixtures/trace/golden_digests.json
+    python tests/unit/plugins/plugin_utils/netfilter/trace_golden.py > tests/unit/fixtures/trace/golden_digests.json
 """
 import glob
 import hashlib
@@ -20,7 +20,7 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "fixtures")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "fixtures")
 GOLDEN = os.path.join(FIXTURES, "trace", "golden_digests.json")
 SETTINGS = (("default", {}), ("tiny", {"window": 3, "max_open": 2}), ("small", {"window": 50, "max_open": 7}))
 
@@ -91,6 +91,6 @@ def digests(tp):
 
 
 if __name__ == "__main__":
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse
     json.dump(digests(_trace_parse), sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

@@ -30,7 +30,7 @@ import shlex
 import time
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import RemoteCommandError
-from ansible_collections.virtops.virtnet.plugins.plugin_utils._probe import (
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import (
     PROBE_SCRIPT, ProbeError, iptables_commands, parse_probe, probe,
 )
 

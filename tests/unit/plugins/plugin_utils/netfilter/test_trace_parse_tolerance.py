@@ -18,10 +18,10 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
 from ansible_collections.virtops.virtnet.plugins.filter.nf_trace import nf_log_entries, nf_trace
 
-UNIT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNIT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FIX = os.path.join(UNIT, "fixtures")
 
 LEGACY = ("capture/el7_dmesg.txt", "capture/el6_dmesg.txt", "capture/el7_syslog_messages.txt",
@@ -309,7 +309,7 @@ def test_nf_trace_with_unparsed_option():
 
 # ------------------------------------------------------------------ reports show what was not read
 def test_reports_list_unparsed_lines_and_unknown_verdicts():
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils import _trace_report as rep
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
     from ansible_collections.virtops.virtnet.plugins.filter.nf_trace_report import nf_trace_report
     text = read("capture/el7_dmesg.txt") + "\n[  999.1] TRACE: filter:F <b>\n"
     got = nf_trace(text, with_unparsed=True)
