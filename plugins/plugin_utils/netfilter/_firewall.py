@@ -32,7 +32,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._capture import parse_sections
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse as parse_wire
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import PROBE_SCRIPT, ProbeError, parse_probe
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
@@ -314,7 +314,7 @@ def parse(text):
         probe = parse_probe(text)
     except ProbeError as e:
         raise FirewallError(str(e)) from e
-    sections = parse_sections(text)
+    sections = parse_wire(text).as_dict()
     if 'fw_end' not in sections:
         raise FirewallError('firewall read is incomplete (no fw_end marker)')
     rcs = _rcs(sections.get('fw_rc', []))

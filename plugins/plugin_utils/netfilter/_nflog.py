@@ -34,6 +34,7 @@ API
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import parse_bindings, probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse
 
 __all__ = ['FAMILIES', 'choose', 'plan', 'parse_files', 'APPLY_SCRIPT', 'READ_FILES_SCRIPT', 'NfLogError',
            'persist_paths', 'BLOCK_BEGIN', 'BLOCK_END', 'NfLogTask']
@@ -99,26 +100,30 @@ def persist_paths(facts):
 READ_FILES_SCRIPT = r'''
 for f in "$@"; do
   printf '@@file %s\n' "$f"
-  if [ -f "$f" ]; then printf '@@exists\n'; cat "$f"; fi
+  if [ -f "$f" ]; then
+    printf '@@exists\n'; cat "$f"
+    [ -n "$(tail -c 1 "$f" 2>/dev/null)" ] && printf '\n@@no_eol\n'
+  fi
 done
 printf '@@end\n'
 '''
 
 
 def parse_files(text):
-    """READ_FILES_SCRIPT output -> {path: content or None}."""
+    """READ_FILES_SCRIPT output -> {path: content or None (no such file)}; content is exact, including a
+    last line without its newline (``@@no_eol``)."""
     out = {}
     current = None
-    for line in text.splitlines(True):
-        if line.startswith('@@file '):
-            current = line[7:].rstrip('\n')
+    for section in parse(text):
+        if section.name == 'file':
+            current = section.arg
             out[current] = None
-        elif line.startswith('@@exists'):
-            out[current] = ''
-        elif line.startswith('@@end'):
+        elif section.name == 'exists' and current is not None:
+            out[current] = section.text
+        elif section.name == 'no_eol' and out.get(current):
+            out[current] = out[current][:-1]
+        elif section.name == 'end':
             current = None
-        elif current is not None and out.get(current) is not None:
-            out[current] += line
     return out
 
 
@@ -373,8 +378,7 @@ class NfLogTask:
                 m.fail_json(msg='nf_log failed on %s (kernel %s): %s' % (m.host, facts.get('kernel'), detail),
                             rc=res.rc, stdout=res.stdout, stderr=res.stderr, chosen=result['chosen'],
                             changes=p.changes)
-            text = res.stdout.split('@@bindings\n', 1)[-1]
-            now = parse_bindings(text.splitlines())
+            now = parse_bindings(parse(res.stdout).get('bindings', []))
             for family, info in p.families.items():
                 bound = now.get(info['pf'])
                 info['after'] = bound or 'NONE'

@@ -10,7 +10,7 @@ THIS IS PRIVATE TO virtops.virtnet; the API may change without notice outside th
 One short POSIX sh script (constant text, no user input) collects everything the netfilter
 plugins decide on: kernel release, distro, iptables versions and backends, which tools exist,
 the nf_log bindings and the host clock.  The output is a list of sections
-(``@@<name>`` then raw text) parsed here, on the controller.
+(``@@<name>`` then raw text, read by ``_wire``), turned into facts here, on the controller.
 
 API
 ---
@@ -24,6 +24,8 @@ API
 from __future__ import annotations
 
 import re
+
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse, parse_kv
 
 __all__ = ['PROBE_SCRIPT', 'parse_probe', 'probe', 'version_tuple', 'iptables_commands', 'ProbeError',
            'TOOLS', 'parse_bindings', 'parse_nf_log_proc']
@@ -84,30 +86,9 @@ def version_tuple(text):
     return tuple(int(x) for x in m.groups() if x is not None)
 
 
-def _sections(text):
-    sections = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith('@@'):
-            current = line[2:].strip()
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line)
-    return sections
-
-
-def _kv(lines, sep='='):
-    out = {}
-    for line in lines:
-        if sep in line:
-            k, v = line.split(sep, 1)
-            out[k.strip()] = v.strip()
-    return out
-
-
 def _os_release(lines):
     out = {}
-    for k, v in _kv(lines).items():
+    for k, v in parse_kv(lines).items():
         if len(v) >= 2 and v[0] == v[-1] and v[0] in '"\'':
             v = v[1:-1]
         out[k] = v
@@ -170,7 +151,7 @@ def parse_nf_log_proc(lines):
 def parse_bindings(lines):
     """``sysctl net.netfilter.nf_log.N`` lines (or ``N=value``) -> {pf: logger or None}."""
     out = {}
-    for k, v in _kv(lines).items():
+    for k, v in parse_kv(lines).items():
         k = k.rsplit('.', 1)[-1]
         if k.isdigit():
             out[int(k)] = None if v in ('NONE', '') else v
@@ -178,18 +159,20 @@ def parse_bindings(lines):
 
 
 def parse_probe(text):
-    sections = _sections(text)
-    if 'end' not in sections:
+    parsed = parse(text)
+    if not parsed.ended:
         raise ProbeError('host probe output is incomplete (no end marker)')
+    sections = parsed.as_dict()
     kernel = next((x.strip() for x in sections.get('osrelease', []) if x.strip()), '')
     kernel_source = '/proc/sys/kernel/osrelease'
     if not kernel:
         kernel = next((x.strip() for x in sections.get('uname', []) if x.strip()), '')
         kernel_source = 'uname -r'
-    tools = _kv(sections.get('tools', []))
+    tools = parse_kv(sections.get('tools', []))
+    versions_out = parsed.by_arg('version')
     versions = {}
     for name in ('iptables', 'iptables-legacy', 'iptables-nft', 'ip6tables'):
-        v = _iptables_version(sections.get('version ' + name, []))
+        v = _iptables_version(versions_out[name].lines if name in versions_out else [])
         if v:
             versions[name] = v
     main = versions.get('iptables')

@@ -30,6 +30,7 @@ import shlex
 import time
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import RemoteCommandError
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import (
     PROBE_SCRIPT, ProbeError, iptables_commands, parse_probe, probe,
 )
@@ -605,28 +606,19 @@ def fingerprint(ruleset, table):
 
 
 def parse_removers(text):
-    """``@@remover <save> <pid>`` lines of the apply script -> {save command: pid or None}."""
+    """``@@remover <save> <pid>`` sections of the apply script -> {save command: pid or None}."""
     out = {}
-    for line in text.splitlines():
-        if line.startswith('@@remover '):
-            parts = line.split()
-            if len(parts) == 3:
-                out[parts[1]] = int(parts[2]) if parts[2].isdigit() else None
+    for section in parse(text):
+        parts = (section.arg or '').split() if section.name == 'remover' else []
+        if len(parts) == 2:
+            out[parts[0]] = int(parts[1]) if parts[1].isdigit() else None
     return out
 
 
-def parse_sections(text):
-    out = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith('@@save '):
-            current = line[7:].strip()
-            out[current] = []
-        elif line.startswith('@@end'):
-            current = None
-        elif current is not None:
-            out[current].append(line)
-    return {k: '\n'.join(v) + '\n' for k, v in out.items()}
+def saved_tables(text):
+    """``@@save <command>`` sections (the table as that save command printed it) -> {command: text}."""
+    return dict((arg.strip(), '\n'.join(section.lines) + '\n') for arg, section in parse(text).by_arg('save').items()
+                if arg)
 
 
 # ---------------------------------------------------------------------------------- module run
@@ -657,7 +649,7 @@ class RuleTask:
                 m.cache['probe'] = parse_probe(res.stdout)
             except ProbeError as e:
                 m.fail_json(msg='%s; stdout=%r stderr=%r' % (e, res.stdout[-500:], res.stderr[-500:]))
-            early = parse_sections(res.stdout)
+            early = saved_tables(res.stdout)
         facts = probe(m)
         cmds = {}
         try:
@@ -672,7 +664,7 @@ class RuleTask:
             sections = early
         else:
             res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
-            sections = parse_sections(res.stdout)
+            sections = saved_tables(res.stdout)
         for attempt in range(1, MAX_REPLANS + 1):
             rulesets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
             if self.kind == 'log' and p['state'] == 'present':
@@ -721,10 +713,10 @@ class RuleTask:
                                         'collection on the host? Nothing was applied; run it again' % (table, attempt),
                                     batch=result['batch'])
                     res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
-                    sections = parse_sections(res.stdout)
+                    sections = saved_tables(res.stdout)
                     continue
                 result['replans'] = attempt - 1
-                sections = parse_sections(res.stdout)
+                sections = saved_tables(res.stdout)
                 after_sets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
                 rules_after = []
                 for f in families:

@@ -9,7 +9,7 @@ THIS IS PRIVATE TO virtops.virtnet; the API may change without notice outside th
 
 Every remote script of the netfilter half prints its findings as sections::
 
-    @@name            a section header: a line of its own, ``@@`` then ``[a-z_]+``
+    @@name            a section header: a line of its own, ``@@`` then ``[a-z][a-z0-9_-]*``
     @@name ARG        a header with an argument (the rest of the line: a path, a command, "save pid")
     raw lines         the section's body, up to the next header
     @@end             by convention, the last line of a script that ran to its end
@@ -30,7 +30,7 @@ from collections import namedtuple
 
 __all__ = ['Section', 'Sections', 'parse', 'parse_kv', 'run']
 
-HEADER_RE = re.compile(r'^@@([a-z_]+)(?: (.*))?$')
+HEADER_RE = re.compile(r'^@@([a-z][a-z0-9_-]*)(?: (.*))?$')
 
 
 class Section(namedtuple('Section', 'name arg lines')):

@@ -357,7 +357,7 @@ def test_apply_script_tests_both_families_first(tmp_path):
     assert r.returncode == 0, r.stderr
     calls = [line for line in (tmp_path / 'in.txt').read_text().splitlines() if line.startswith('ARGS')]
     assert calls == ['ARGS --noflush --test', 'ARGS --noflush -w --test', 'ARGS --noflush', 'ARGS --noflush -w']
-    assert r.stdout.count('@@save') == 2 and R.parse_sections(r.stdout)[save].startswith('*raw')
+    assert r.stdout.count('@@save') == 2 and R.saved_tables(r.stdout)[save].startswith('*raw')
     assert '@@remover' not in r.stdout
 
 
@@ -380,7 +380,7 @@ def test_probe_save_tail_picks_the_save_command(tmp_path, version, backend, expe
         f.chmod(0o755)
     r = subprocess.run(['sh', '-c', R.PROBE_SAVE_TAIL, 'x', 'raw', backend, 'iptables'], capture_output=True,
                        text=True, env={'PATH': '%s:/usr/bin:/bin' % tmp_path}, check=False)
-    assert list(R.parse_sections(r.stdout)) == [expected]
+    assert list(R.saved_tables(r.stdout)) == [expected]
 
 
 def test_without_time_match_the_expiry_is_only_in_the_tag():
