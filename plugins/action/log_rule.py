@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import RULESET_SPEC, RuleTask
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._rule_task import RuleTask
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import RULESET_SPEC
 
 LEVELS = ['emerg', 'alert', 'crit', 'error', 'warning', 'notice', 'info', 'debug', '0', '1', '2', '3', '4', '5', '6', '7']
 
