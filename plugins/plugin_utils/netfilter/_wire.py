@@ -14,7 +14,9 @@ Every remote script of the netfilter half prints its findings as sections::
     raw lines         the section's body, up to the next header
     @@end             by convention, the last line of a script that ran to its end
 
-This module is the only parser of that format.  Bodies are kept as lines without their newline.
+This module is the only parser of that format.  Lines end at ``\n`` only (what the shell prints): a
+``\r`` or any other character stays in its line, so a body read back is exactly what was printed.
+Bodies are kept as lines without their newline.
 
 API
 ---
@@ -79,7 +81,10 @@ def parse(text):
     """Script output -> ``Sections``.  Lines before the first header are not part of any section."""
     out = Sections()
     current = None
-    for line in (text or '').splitlines():
+    lines = (text or '').split('\n')
+    if lines[-1] == '':
+        lines.pop()     # the newline that ends the last line starts no line of its own
+    for line in lines:
         header = HEADER_RE.match(line)
         if header:
             current = Section(header.group(1), header.group(2), [])

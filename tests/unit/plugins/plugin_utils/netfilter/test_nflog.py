@@ -206,10 +206,11 @@ def test_apply_script_stages_files_and_changes_nothing_when_one_cannot_be_writte
 def test_read_files_script_keeps_content_exact(tmp_path):
     """The real script under sh: a file whose last line has no newline, an empty file, a missing one.
     Before _wire, the next ``@@file`` header was glued to such a last line and that file was lost."""
-    files = {'no_eol': 'a = 1\nb = 2', 'eol': 'x\n', 'empty': ''}
+    files = {'no_eol': 'a = 1\nb = 2', 'eol': 'x\n', 'empty': '', 'crlf': 'y = 1\r\n\x0c\n', 'cr_last': 'z\r'}
     for name, content in files.items():
-        (tmp_path / name).write_text(content)
-    paths = [str(tmp_path / n) for n in ('no_eol', 'eol', 'empty', 'missing')]
+        (tmp_path / name).write_bytes(content.encode())
+    names = ('no_eol', 'eol', 'empty', 'crlf', 'cr_last', 'missing')
+    paths = [str(tmp_path / n) for n in names]
     out = subprocess.run(['sh', '-c', _nflog.READ_FILES_SCRIPT, 'virtnet'] + paths, check=True,
-                         capture_output=True, text=True).stdout
-    assert _nflog.parse_files(out) == {paths[0]: 'a = 1\nb = 2', paths[1]: 'x\n', paths[2]: '', paths[3]: None}
+                         capture_output=True).stdout.decode()     # bytes: text=True would translate CRLF
+    assert _nflog.parse_files(out) == dict(zip(paths, [files.get(n) for n in names]))

@@ -41,3 +41,11 @@ def test_output_cut_before_its_end_is_not_ended():
     got = wire.parse('@@state\nid=1\n')
     assert not got.ended and wire.parse('').as_dict() == {} and wire.parse(None) == []
     assert wire.parse_kv(['a: b', 'c'], sep=':') == {'a': 'b'}
+
+
+def test_lines_end_at_newline_only_so_bodies_read_back_exact():
+    """CRLF, a lone CR, a form feed: part of the line, as the shell printed it (str.splitlines would cut there)."""
+    got = wire.parse('@@exists\na = 1\r\nb\x0cc\rd\n\n@@end')
+    assert [(s.name, s.lines) for s in got] == [('exists', ['a = 1\r', 'b\x0cc\rd', '']), ('end', [])]
+    assert got[0].text == 'a = 1\r\nb\x0cc\rd\n\n'
+    assert wire.parse('@@exists\n\n').get('exists') == [''] and wire.parse('\n') == []
