@@ -34,9 +34,9 @@ API
 from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import parse_bindings, probe
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire as wire
 
-__all__ = ['FAMILIES', 'choose', 'plan', 'parse_files', 'APPLY_SCRIPT', 'READ_FILES_SCRIPT', 'NfLogError',
+__all__ = ['FAMILIES', 'choose', 'plan', 'read_files', 'APPLY_SCRIPT', 'READ_FILES_SCRIPT', 'NfLogError',
            'persist_paths', 'BLOCK_BEGIN', 'BLOCK_END', 'NfLogTask']
 
 FAMILIES = {'ipv4': 2, 'arp': 3, 'bridge': 7, 'ipv6': 10}
@@ -109,22 +109,22 @@ printf '@@end\n'
 '''
 
 
-def parse_files(text):
-    """READ_FILES_SCRIPT output -> {path: content or None (no such file)}; content is exact, including a
-    last line without its newline (``@@no_eol``)."""
-    out = {}
+def read_files(out):
+    """READ_FILES_SCRIPT output (``_wire.Sections``) -> {path: content or None (no such file)}; content is
+    exact, including a last line without its newline (``@@no_eol``)."""
+    files = {}
     current = None
-    for section in parse(text):
+    for section in out:
         if section.name == 'file':
             current = section.arg
-            out[current] = None
+            files[current] = None
         elif section.name == 'exists' and current is not None:
-            out[current] = section.text
-        elif section.name == 'no_eol' and out.get(current):
-            out[current] = out[current][:-1]
+            files[current] = section.text
+        elif section.name == 'no_eol' and files.get(current):
+            files[current] = files[current][:-1]
         elif section.name == 'end':
             current = None
-    return out
+    return files
 
 
 # Operations, interpreted by a constant script; values are positional parameters only.
@@ -212,7 +212,7 @@ class Plan:
 
 
 def plan(facts, params, files=None):
-    """Compute what to do.  ``files`` = current persistent files (parse_files) or None."""
+    """Compute what to do.  ``files`` = current persistent files (read_files) or None."""
     p = Plan()
     state = params['state']
     families = params['families']
@@ -354,9 +354,8 @@ class NfLogTask:
         files = None
         if params['persistent'] or params['state'] == 'absent':
             paths = persist_paths(facts)
-            res = m.run_script(READ_FILES_SCRIPT, [paths['modules'], paths['sysctl']],
-                               what='Reading persistent nf_log files')
-            files = parse_files(res.stdout)
+            files = read_files(wire.run(m, READ_FILES_SCRIPT, [paths['modules'], paths['sysctl']],
+                                        what='Reading persistent nf_log files')[1])
         try:
             p = plan(facts, params, files)
         except NfLogError as e:
@@ -372,13 +371,13 @@ class NfLogTask:
                       families=p.families, netns=p.netns, files=sorted(p.files), probe=facts,
                       kernel=facts.get('kernel'), distro=facts.get('distro'))
         if p.changed and not m.check_mode:
-            res = m.run_script(APPLY_SCRIPT, p.file_ops + p.ops, what='nf_log set-up', ok_rcs=(0,), check_rc=False)
+            res, out = wire.run(m, APPLY_SCRIPT, p.file_ops + p.ops, what='nf_log set-up', check_rc=False)
             if res.rc != 0:
                 detail = (res.stderr or res.stdout).strip()
                 m.fail_json(msg='nf_log failed on %s (kernel %s): %s' % (m.host, facts.get('kernel'), detail),
                             rc=res.rc, stdout=res.stdout, stderr=res.stderr, chosen=result['chosen'],
                             changes=p.changes)
-            now = parse_bindings(parse(res.stdout).get('bindings', []))
+            now = parse_bindings(out.get('bindings', []))
             for family, info in p.families.items():
                 bound = now.get(info['pf'])
                 info['after'] = bound or 'NONE'

@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _nflog, _probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _nflog, _probe, _wire as wire
 from nf_fixtures import fixture
 
 
@@ -145,9 +145,9 @@ def test_persistent_el6_block_in_sysctl_conf():
     assert 'remove' in p3.file_ops
 
 
-def test_parse_files():
+def test_read_files():
     text = '@@file /a\n@@exists\nx\ny\n@@file /b\n@@end\n'
-    assert _nflog.parse_files(text) == {'/a': 'x\ny\n', '/b': None}
+    assert _nflog.read_files(wire.parse(text)) == {'/a': 'x\ny\n', '/b': None}
 
 
 def test_apply_script_writes_files_atomically(tmp_path):
@@ -213,4 +213,4 @@ def test_read_files_script_keeps_content_exact(tmp_path):
     paths = [str(tmp_path / n) for n in names]
     out = subprocess.run(['sh', '-c', _nflog.READ_FILES_SCRIPT, 'virtnet'] + paths, check=True,
                          capture_output=True).stdout.decode()     # bytes: text=True would translate CRLF
-    assert _nflog.parse_files(out) == dict(zip(paths, [files.get(n) for n in names]))
+    assert _nflog.read_files(wire.parse(out)) == dict(zip(paths, [files.get(n) for n in names]))
