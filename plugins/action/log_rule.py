@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._rule_task import RuleTask
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import RULESET_SPEC
-
-LEVELS = ['emerg', 'alert', 'crit', 'error', 'warning', 'notice', 'info', 'debug', '0', '1', '2', '3', '4', '5', '6', '7']
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import LOG_LEVELS, RULESET_SPEC, TABLES
 
 
 class ActionModule(ActionModuleBase):
     ARGUMENT_SPEC = dict(
-        table=dict(type='str', default='filter', choices=['filter', 'nat', 'mangle', 'raw', 'security']),
+        table=dict(type='str', default='filter', choices=list(TABLES)),
         chain=dict(type='str'),
         position=dict(type='str', default='append', choices=['insert', 'append']),
         prefix=dict(type='str'),
-        level=dict(type='str', default='warning', choices=LEVELS),
+        level=dict(type='str', default='warning', choices=list(LOG_LEVELS) + [str(n) for n in sorted(LOG_LEVELS.values())]),
         **RULESET_SPEC
     )
     REQUIRED_IF = [('state', 'present', ('chain',))]

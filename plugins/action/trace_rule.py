@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import ActionModuleBase
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._rule_task import RuleTask
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import RULESET_SPEC
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import RULESET_SPEC, TRACE_CHAINS
 
 
 class ActionModule(ActionModuleBase):
     ARGUMENT_SPEC = dict(
-        chains=dict(type='list', elements='str', default=['PREROUTING'], choices=['PREROUTING', 'OUTPUT']),
+        chains=dict(type='list', elements='str', default=['PREROUTING'], choices=list(TRACE_CHAINS)),
         **RULESET_SPEC
     )
 

@@ -33,13 +33,15 @@ API
 
 from __future__ import annotations
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import parse_bindings, probe
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import READ_BINDINGS, parse_bindings, probe
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire as wire
 
 __all__ = ['FAMILIES', 'choose', 'plan', 'read_files', 'APPLY_SCRIPT', 'READ_FILES_SCRIPT', 'NfLogError',
            'persist_paths', 'BLOCK_BEGIN', 'BLOCK_END', 'NfLogTask']
 
 FAMILIES = {'ipv4': 2, 'arp': 3, 'bridge': 7, 'ipv6': 10}
+# the per-family loggers of kernels >= 3.17 (one module each until 5.12, all in nf_log_syslog since 5.13)
+NF_LOG_LOGGERS = {'ipv4': 'nf_log_ipv4', 'ipv6': 'nf_log_ipv6', 'bridge': 'nf_log_bridge', 'arp': 'nf_log_arp'}
 
 BLOCK_BEGIN = '# BEGIN virtops.virtnet nf_log (managed, do not edit)'
 BLOCK_END = '# END virtops.virtnet nf_log'
@@ -66,12 +68,11 @@ def choose(facts, family):
     if k >= (5, 13):
         era = 'kernel %s >= 5.13: the loggers live in nf_log_syslog' % kernel
         module = 'nf_log_syslog'
-        logger = {'ipv4': 'nf_log_ipv4', 'ipv6': 'nf_log_ipv6', 'bridge': 'nf_log_bridge', 'arp': 'nf_log_arp'}[family]
+        logger = NF_LOG_LOGGERS[family]
     elif k >= (3, 17) or _is_el(facts, 7):
         era = ('EL7 kernel %s (nf_log backported)' % kernel) if k < (3, 17) else \
             'kernel %s between 3.17 and 5.12: one nf_log_<family> module per family' % kernel
-        module = logger = {'ipv4': 'nf_log_ipv4', 'ipv6': 'nf_log_ipv6', 'bridge': 'nf_log_bridge',
-                           'arp': 'nf_log_arp'}[family]
+        module = logger = NF_LOG_LOGGERS[family]
     else:
         era = 'kernel %s older than 3.17 (EL6 era): the LOG targets are the loggers' % kernel
         if family == 'arp':
@@ -165,13 +166,8 @@ done
 for x in $staged; do mv -f "${x%%|*}" "${x#*|}" || { drop; printf 'cannot move %s into place\n' "${x#*|}" >&2; exit 13; }; done
 for f in $removes; do rm -f "$f" || exit 14; done
 printf '@@bindings\n'
-n=''; for f in /proc/sys/net/netfilter/nf_log/*; do [ -r "$f" ] && n="$n net.netfilter.nf_log.${f##*/}"; done
-if [ -n "$n" ] && command -v sysctl >/dev/null 2>&1 && sysctl $n 2>/dev/null; then :; else
-  for f in /proc/sys/net/netfilter/nf_log/*; do
-    [ -r "$f" ] && printf '%s=%s\n' "${f##*/}" "$(cat "$f" 2>/dev/null)"
-  done
-fi
-'''
+READ_BINDINGS
+'''.replace('READ_BINDINGS', READ_BINDINGS)
 
 
 def _strip_block(text):

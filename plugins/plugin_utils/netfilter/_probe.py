@@ -27,7 +27,7 @@ import re
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse, parse_kv
 
-__all__ = ['PROBE_SCRIPT', 'parse_probe', 'probe', 'version_tuple', 'iptables_commands', 'ProbeError',
+__all__ = ['PROBE_SCRIPT', 'READ_BINDINGS', 'parse_probe', 'probe', 'version_tuple', 'iptables_commands', 'ProbeError',
            'TOOLS', 'parse_bindings', 'parse_nf_log_proc']
 
 TOOLS = ('iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore',
@@ -37,6 +37,16 @@ TOOLS = ('iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6table
          'ip6tables-nft', 'ip6tables-nft-save', 'ip6tables-nft-restore',
          'nft', 'xtables-monitor', 'dmesg', 'journalctl', 'modprobe', 'sysctl', 'setsid', 'nohup',
          'systemctl')
+
+# Prints the nf_log bindings, one ``net.netfilter.nf_log.<pf> = <logger>`` line each (``parse_bindings``);
+# a part of PROBE_SCRIPT and of nf_log's apply script.
+READ_BINDINGS = r'''
+n=''; for f in /proc/sys/net/netfilter/nf_log/*; do [ -r "$f" ] && n="$n net.netfilter.nf_log.${f##*/}"; done
+if [ -n "$n" ] && command -v sysctl >/dev/null 2>&1 && sysctl $n 2>/dev/null; then :; else
+  for f in /proc/sys/net/netfilter/nf_log/*; do
+    [ -r "$f" ] && printf '%s=%s\n' "${f##*/}" "$(cat "$f" 2>/dev/null)"
+  done
+fi'''.strip('\n')
 
 # Constant text: no user value ever goes in here.  Every section is printed even when empty,
 # so the parser can tell "absent" from "not probed".
@@ -59,19 +69,14 @@ s time_match; iptables -m time --help >/dev/null 2>&1 && echo yes
 s nf_log_proc; cat /proc/net/netfilter/nf_log 2>/dev/null
 s nf_log_sysctl
 # the distro's view (sysctl) first: it is what net.netfilter.nf_log.N takes; /proc as fallback
-n=''; for f in /proc/sys/net/netfilter/nf_log/*; do [ -r "$f" ] && n="$n net.netfilter.nf_log.${f##*/}"; done
-if [ -n "$n" ] && command -v sysctl >/dev/null 2>&1 && sysctl $n 2>/dev/null; then :; else
-  for f in /proc/sys/net/netfilter/nf_log/*; do
-    [ -r "$f" ] && printf '%s=%s\n' "${f##*/}" "$(cat "$f" 2>/dev/null)"
-  done
-fi
+READ_BINDINGS
 s nf_log_all_netns; cat /proc/sys/net/netfilter/nf_log_all_netns 2>/dev/null
 s netns; readlink /proc/1/ns/net 2>/dev/null; readlink /proc/self/ns/net 2>/dev/null
 s systemd; [ -d /run/systemd/system ] && echo yes
 s epoch; date +%s
 s id; id -u
 s end
-'''.replace('TOOLS_LIST', ' '.join(TOOLS))
+'''.replace('TOOLS_LIST', ' '.join(TOOLS)).replace('READ_BINDINGS', READ_BINDINGS)
 
 
 class ProbeError(Exception):

@@ -31,10 +31,9 @@ import re
 import shlex
 import time
 
-
-__all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'parse_tag',
-           'render_batch', 'check_protocol', 'TAG_PREFIX',
-           'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC']
+__all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'FamilyPlan', 'parse_tag',
+           'render_batch', 'check_protocol', 'TAG_PREFIX', 'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC',
+           'LOG_LEVELS', 'TABLES', 'TRACE_CHAINS']
 
 # Argument specs shared by the netfilter action plugins; their documentation is the doc fragment
 # virtops.virtnet.netfilter (sub-fragments MATCH, LIMITS, BACKEND).
@@ -81,6 +80,7 @@ FORBIDDEN_EXTRA = {
 }
 LOG_LEVELS = {'emerg': 0, 'alert': 1, 'crit': 2, 'error': 3, 'warning': 4, 'notice': 5, 'info': 6, 'debug': 7}
 TABLES = ('filter', 'nat', 'mangle', 'raw', 'security')
+TRACE_CHAINS = ('PREROUTING', 'OUTPUT')   # the raw table's chains: where TRACE can go
 MAX_COMMENT = 256
 
 
@@ -332,7 +332,7 @@ def build_rules(kind, params):
         table = 'raw'
         chains = params.get('chains') or ['PREROUTING']
         for c in chains:
-            if c not in ('PREROUTING', 'OUTPUT'):
+            if c not in TRACE_CHAINS:
                 _fail('chains', c, 'TRACE works only in the raw table chains PREROUTING and OUTPUT',
                       'use chains: [PREROUTING] and/or [OUTPUT]')
         target = ['-j', 'TRACE']

@@ -313,30 +313,22 @@ def test_remover_does_nothing_when_gone(tmp_path):
     assert 'nothing left to remove (attempt 1)' in log
 
 
-def test_remover_removes_and_verifies(tmp_path):
-    save, restore, state = _stateful_bins(tmp_path, EXPIRED)
+@pytest.mark.parametrize('read_failures,restore_failures,failure_line,slept_want,attempt', [
+    (0, 0, None, [], 2),
+    # a failed read is retried, not taken for "nothing left"
+    (2, 0, 'read failed: iptables-save: Resource temporarily unavailable', ['1', '2'], 4),
+    # a failed restore is retried with backoff
+    (0, 3, 'fake-restore failed: iptables-restore: line 2 failed', ['1', '2', '4'], 5),
+])
+def test_remover_removes_and_verifies(tmp_path, read_failures, restore_failures, failure_line, slept_want, attempt):
+    save, restore, state = _stateful_bins(tmp_path, EXPIRED, read_failures=read_failures,
+                                          restore_failures=restore_failures)
     r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
     assert r.returncode == 0, log
     assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text() and 'virtnet:old:' in state.read_text()
-    assert 'removed 1 rule(s) (attempt 2)' in log and slept == []
-
-
-def test_remover_retries_a_failed_read_instead_of_taking_it_for_nothing_left(tmp_path):
-    save, restore, state = _stateful_bins(tmp_path, EXPIRED, read_failures=2)
-    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
-    assert r.returncode == 0, log
-    assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text()
-    assert log.count('read failed: iptables-save: Resource temporarily unavailable') == 2
-    assert slept == ['1', '2'] and 'removed 1 rule(s) (attempt 4)' in log
-
-
-def test_remover_retries_a_failed_restore_with_backoff(tmp_path):
-    save, restore, state = _stateful_bins(tmp_path, EXPIRED, restore_failures=3)
-    r, log, slept = _remover(tmp_path, save, restore, '-w', 'proxy', '1500000000')
-    assert r.returncode == 0, log
-    assert ':exp=1500000000' not in state.read_text() and 'virtnet:proxy:8c453d71' in state.read_text()
-    assert log.count('fake-restore failed: iptables-restore: line 2 failed') == 3
-    assert slept == ['1', '2', '4']
+    if failure_line:
+        assert log.count(failure_line) == len(slept_want)
+    assert slept == slept_want and 'removed 1 rule(s) (attempt %d)' % attempt in log
 
 
 def test_remover_gives_up_after_bounded_backoff_and_logs_it(tmp_path):
