@@ -3,14 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The task that applies the ruleset plan on a host: the run shared by ``trace_rule`` and ``log_rule``.
+"""The task that applies tagged TRACE/LOG rules on a host (controller side, POSIX sh on the host).
 
 THIS IS PRIVATE TO virtops.virtnet; the API may change without notice outside the collection.
 
-* ``RuleTask(module, kind).run()``: probe and read the table (one round trip), build the rules and plan
-  them (``_ruleset``), apply the batch with ``APPLY_SCRIPT`` (flock, fingerprint check, ``--test`` first),
-  start the detached expiry remover (``REMOVER_SCRIPT``), read the table again and report.
-* The remote scripts are constant text; every value reaches them as a positional parameter.
+``RuleTask(module, kind).run()`` is the whole module run shared by ``trace_rule`` and ``log_rule``:
+probe the host and read the table (one round trip), plan with the ruleset model (``_ruleset``),
+apply every family's batch with one ``APPLY_SCRIPT`` run (``iptables-restore --noflush``, the
+detached ``REMOVER_SCRIPT`` for expiring rules), read back and report.  The scripts print
+``@@save`` / ``@@remover`` sections, read with ``_wire``.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from __future__ import annotations
 import time
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import RemoteCommandError
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire as wire
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._probe import (
     PROBE_SCRIPT, ProbeError, iptables_commands, parse_probe, probe,
 )
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import (
-    MAX_REPLANS, RuleError, build_rules, parse_save, plan, render_batch,
+    RuleError, build_rules, parse_save, plan, render_batch,
 )
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._wire import parse
 
 __all__ = ['RuleTask', 'APPLY_SCRIPT', 'REMOVER_SCRIPT', 'SAVE_SCRIPT', 'PROBE_SAVE_TAIL', 'fingerprint',
-           'parse_removers', 'saved_tables']
+           'saved_tables', 'removers']
+
+MAX_REPLANS = 5  # reads and plans of one task when other runs keep changing the table
 
 
 # ---------------------------------------------------------------------------------- remote scripts
@@ -164,19 +167,21 @@ def fingerprint(ruleset, table):
     return '\n'.join(sorted(r.comment for r in ruleset.ours(table)))
 
 
-def parse_removers(text):
-    """``@@remover <save> <pid>`` sections of the apply script -> {save command: pid or None}."""
-    out = {}
-    for section in parse(text):
+def removers(out):
+    """The ``@@remover <save> <pid>`` sections of the apply script's output (``_wire.Sections``)
+    -> {save command: pid or None}."""
+    found = {}
+    for section in out:
         parts = (section.arg or '').split() if section.name == 'remover' else []
         if len(parts) == 2:
-            out[parts[0]] = int(parts[1]) if parts[1].isdigit() else None
-    return out
+            found[parts[0]] = int(parts[1]) if parts[1].isdigit() else None
+    return found
 
 
-def saved_tables(text):
-    """``@@save <command>`` sections (the table as that save command printed it) -> {command: text}."""
-    return dict((arg.strip(), '\n'.join(section.lines) + '\n') for arg, section in parse(text).by_arg('save').items()
+def saved_tables(out):
+    """The ``@@save <command>`` sections of a script's output (``_wire.Sections``) -> {command: the table
+    as that save command printed it}."""
+    return dict((arg.strip(), '\n'.join(section.lines) + '\n') for arg, section in out.by_arg('save').items()
                 if arg)
 
 
@@ -203,12 +208,12 @@ class RuleTask:
             # one round trip: the probe, then the table read with the save command the shell picks
             # the same way iptables_commands() does; checked below, re-read if they disagree
             bases = ['iptables' if f == 'ipv4' else 'ip6tables' for f in families]
-            res = m.run_script(PROBE_SCRIPT + PROBE_SAVE_TAIL, [table, p['backend']] + bases, what='Host probe')
+            res, out = wire.run(m, PROBE_SCRIPT + PROBE_SAVE_TAIL, [table, p['backend']] + bases, what='Host probe')
             try:
                 m.cache['probe'] = parse_probe(res.stdout)
             except ProbeError as e:
                 m.fail_json(msg='%s; stdout=%r stderr=%r' % (e, res.stdout[-500:], res.stderr[-500:]))
-            early = saved_tables(res.stdout)
+            early = saved_tables(out)
         facts = probe(m)
         cmds = {}
         try:
@@ -222,8 +227,7 @@ class RuleTask:
         if all(s in early for s in saves):
             sections = early
         else:
-            res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
-            sections = saved_tables(res.stdout)
+            sections = saved_tables(wire.run(m, SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)[1])
         for attempt in range(1, MAX_REPLANS + 1):
             rulesets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
             if self.kind == 'log' and p['state'] == 'present':
@@ -259,7 +263,8 @@ class RuleTask:
                 args += [table, REMOVER_SCRIPT if want_remover else '', p['name'], str(now + expires) if expires else '']
                 args += [fingerprint(rulesets[families[i]], table) if i < len(families) else '' for i in range(2)]
                 try:
-                    res = m.run_script(APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table, ok_rcs=(0, 40))
+                    res, out = wire.run(m, APPLY_SCRIPT, args, what='iptables-restore of the %s table' % table,
+                                        ok_rcs=(0, 40))
                 except RemoteCommandError as e:
                     hint = ''
                     if expires and facts.get('time_match'):
@@ -271,11 +276,10 @@ class RuleTask:
                         m.fail_json(msg='the %s table kept changing under this task (%d reads): another run of this '
                                         'collection on the host? Nothing was applied; run it again' % (table, attempt),
                                     batch=result['batch'])
-                    res = m.run_script(SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)
-                    sections = saved_tables(res.stdout)
+                    sections = saved_tables(wire.run(m, SAVE_SCRIPT, [table] + saves, what='Reading table %s' % table)[1])
                     continue
                 result['replans'] = attempt - 1
-                sections = saved_tables(res.stdout)
+                sections = saved_tables(out)
                 after_sets = {f: parse_save(sections.get(cmds[f]['save'][0], '')) for f in families}
                 rules_after = []
                 for f in families:
@@ -291,7 +295,7 @@ class RuleTask:
                                         % len(missing), batch=result['batch'])
                 if want_remover:
                     result['expires_at'] = now + expires
-                    started = parse_removers(res.stdout)
+                    started = removers(out)
                     result['removers'] = dict((f, started.get(cmds[f]['save'][0])) for f in families
                                               if plans[f].add)
                     lost = sorted(f for f, pid in result['removers'].items() if not pid)

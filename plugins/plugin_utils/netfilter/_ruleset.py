@@ -63,7 +63,6 @@ RULESET_SPEC = dict(
 )
 
 TAG_PREFIX = 'virtnet:'
-MAX_REPLANS = 5  # reads and plans of one task when other runs keep changing the table
 NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 TAG_RE = re.compile(r'^virtnet:([A-Za-z0-9_.-]{1,64}):([0-9a-f]{8})(?::exp=(\d+))?$')
 IFACE_RE = re.compile(r'^[A-Za-z0-9_.@:+-]{1,15}$')

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _nflog, _rule_task as T, _ruleset as R
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire as wire
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import CommandResult, ModuleFailed
 from nf_fixtures import fixture
 
@@ -194,7 +195,7 @@ def test_apply_script_survives_the_pty_hangup(tmp_path):
             out += chunk
         os.waitpid(pid, 0)
         os.close(fd)
-        started = T.parse_removers(out.decode().replace('\r\n', '\n'))
+        started = T.removers(wire.parse(out.decode().replace('\r\n', '\n')))
         assert started.get(save), out
         pids.append(started[save])
     deadline = time.time() + 30
@@ -211,7 +212,7 @@ def test_apply_script_tests_both_families_first(tmp_path):
     assert r.returncode == 0, r.stderr
     calls = [line for line in (tmp_path / 'in.txt').read_text().splitlines() if line.startswith('ARGS')]
     assert calls == ['ARGS --noflush --test', 'ARGS --noflush -w --test', 'ARGS --noflush', 'ARGS --noflush -w']
-    assert r.stdout.count('@@save') == 2 and T.saved_tables(r.stdout)[save].startswith('*raw')
+    assert r.stdout.count('@@save') == 2 and T.saved_tables(wire.parse(r.stdout))[save].startswith('*raw')
     assert '@@remover' not in r.stdout
 
 
@@ -234,7 +235,7 @@ def test_probe_save_tail_picks_the_save_command(tmp_path, version, backend, expe
         f.chmod(0o755)
     r = subprocess.run(['sh', '-c', T.PROBE_SAVE_TAIL, 'x', 'raw', backend, 'iptables'], capture_output=True,
                        text=True, env={'PATH': '%s:/usr/bin:/bin' % tmp_path}, check=False)
-    assert list(T.saved_tables(r.stdout)) == [expected]
+    assert list(T.saved_tables(wire.parse(r.stdout))) == [expected]
 
 
 def test_apply_script_leaves_a_table_changed_since_the_read_alone(tmp_path):
