@@ -40,6 +40,13 @@ def _split_cmd(rest):
     return rest
 
 
+def _relay(p):
+    """A command's output to ours, its rc as ours."""
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    return p.returncode
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="virtlab.py", description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("--lab", default=None, help="lab name (env VIRTLAB_NAME, default lab)")
@@ -103,15 +110,9 @@ def main(argv=None):
                         n, g["kind"], g["host"], g["network"], g.get("ip"), g.get("mac"),
                         g.get("tap") or g.get("netns")))
         elif a.cmd == "exec":
-            p = lab.exec(a.host, _split_cmd(a.rest), check=False, timeout=3600)
-            sys.stdout.write(p.stdout)
-            sys.stderr.write(p.stderr)
-            return p.returncode
+            return _relay(lab.exec(a.host, _split_cmd(a.rest), check=False, timeout=3600))
         elif a.cmd == "uplink":
-            p = lab.uplink_exec(_split_cmd(a.rest), check=False, timeout=3600)
-            sys.stdout.write(p.stdout)
-            sys.stderr.write(p.stderr)
-            return p.returncode
+            return _relay(lab.uplink_exec(_split_cmd(a.rest), check=False, timeout=3600))
         elif a.cmd == "guest":
             if a.gcmd == "add":
                 print(json.dumps(lab.guest_add(a.name, a.host, a.network, a.kind), sort_keys=True))
@@ -120,10 +121,7 @@ def main(argv=None):
                     log("no guest %s" % a.name)
                     return 1
             elif a.gcmd == "exec":
-                p = lab.guest_exec(a.name, _split_cmd(a.rest), check=False, timeout=3600)
-                sys.stdout.write(p.stdout)
-                sys.stderr.write(p.stderr)
-                return p.returncode
+                return _relay(lab.guest_exec(a.name, _split_cmd(a.rest), check=False, timeout=3600))
             else:
                 print(json.dumps(lab.state()["guests"], indent=2, sort_keys=True))
     except LabError as exc:
