@@ -10,7 +10,8 @@ map="$d/sysctl_map"
 # to the kernel's names: an argument NAME=VALUE or "NAME = VALUE" whose VALUE is a persona name
 for a do
   shift
-  set -- "$@" "$(awk -v arg="$a" '
+  set -- "$@" "$(VIRTLAB_ARG=$a awk '
+    BEGIN { arg = ENVIRON["VIRTLAB_ARG"] }
     { n = length($1); pre = substr(arg, 1, length(arg) - n)
       if (length(arg) > n && substr(arg, length(arg) - n + 1) == $1 && pre ~ /= ?$/) { print pre $2; hit = 1; exit } }
     END { if (!hit) print arg }' "$map")"

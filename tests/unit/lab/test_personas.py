@@ -179,6 +179,8 @@ def test_sysctl_wrapper_translates_logger_names(host):
     p = host("el6")("sysctl", ["-w", "net.netfilter.nf_log.2=ipt_LOG", "kernel.x = ip6t_LOG"])
     assert "ARG net.netfilter.nf_log.2=nf_log_ipv4\n" in p.stdout and "ARG kernel.x = nf_log_ipv6\n" in p.stdout
     assert "ARG -w\n" in p.stdout
+    p = host("el6")("sysctl", ["-w", "kernel.x=a b\\n"])  # other arguments pass as they are, one each
+    assert "ARG kernel.x=a b\\n\n" in p.stdout
     assert "net.netfilter.nf_log.2 = ipt_LOG\n" in p.stdout
     assert "\nip6t_LOG\n" in p.stdout
 
