@@ -97,7 +97,7 @@ def host(tmp_path):
     root = tmp_path / "root"
     _fake(root / "usr/bin/uname", '[ "$1" = -r ] && echo 6.1.0-x && exit 0\n'
                                   'echo "Linux h 6.1.0-x #1 SMP x86_64 GNU/Linux"\n')
-    _fake(root / "usr/sbin/sysctl", 'for a; do echo "ARG $a"; done\necho "net.netfilter.nf_log.2 = nf_log_ipv4"\n'
+    _fake(root / "usr/sbin/sysctl", 'for a; do printf "ARG %s\\n" "$a"; done\necho "net.netfilter.nf_log.2 = nf_log_ipv4"\n'
                                     'echo nf_log_ipv6\n')
     _fake(root / "usr/sbin/tc", 'echo "real tc $*"\n')
 
