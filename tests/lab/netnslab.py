@@ -82,7 +82,6 @@ def render_inventory(lab, hosts, key_path, mgmt_ns, relay=RELAY, state_dir=None)
     return "\n".join(lines) + "\n"
 
 
-
 class Lab(object):
     def __init__(self, name=None):
         name = name or os.environ.get("VIRTLAB_NAME") or "lab"
@@ -659,4 +658,3 @@ class Lab(object):
                 os.unlink(SYSCTL_ORIG)
         if log:
             log("lab %s down in %.1fs" % (self.name, time.time() - t0))
-

@@ -101,7 +101,6 @@ def _alive(pidfile):
         return False
 
 
-
 def link_mac(netns, dev):
     """MAC address of an interface inside a network namespace."""
     out = _run(["ip", "-n", netns, "-o", "link", "show", dev]).stdout

@@ -239,8 +239,7 @@ def write_persona_dir(persona, pdir, root="/"):
             raise ValueError("persona %s: release file %s is not under /etc" % (persona, path))
         write(os.path.join(pdir, "files", path.lstrip("/")), text)
     write(os.path.join(pdir, "hide"), "".join(p + "\n" for p in plan["hide"]))
-    write(os.path.join(pdir, "install"), "".join("%s %s\n" % (os.path.basename(dest), dest)
-                                                   for dummy, dest in plan["install"]))
+    write(os.path.join(pdir, "install"), "".join("%s %s\n" % (os.path.basename(dest), dest) for dummy, dest in plan["install"]))
     for wrapper, dest in plan["install"]:
         shutil.copyfile(os.path.join(HOST_SCRIPTS, wrapper + ".sh"), os.path.join(pdir, "bin", os.path.basename(dest)))
         os.chmod(os.path.join(pdir, "bin", os.path.basename(dest)), 0o755)

@@ -132,4 +132,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
-
