@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures for integration tests against the virtlab hypervisor hosts (see tests/lab/README.md).
+"""Fixtures for integration tests against the virtlab hypervisor hosts (see tests/lab/README.md), made by
+tests/lab/labtest.py (a test file with a lab of its own makes them there too).
 
 - ``lab``: session-scoped ``virtlab.Lab`` with debian12-1, el7-1, el6-1 up (plus the first host
   of $VIRTLAB_TARGET, the persona the libvirt module suites run on, see labansible.TARGET_HOST). Lab name from env
@@ -18,57 +19,16 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-import virtlab  # noqa: E402
-import pytargets  # noqa: E402
-from labansible import TARGET_PERSONA, module, playbook  # noqa: E402
+from labansible import TARGET_PERSONA  # noqa: E402
+from labtest import MATRIX_DIR, lab_fixture, runner_fixtures  # noqa: E402
 import matrix  # noqa: E402
-
-MATRIX_DIR = os.path.join(ROOT, "build", "matrix")
 
 PERSONAS = ["debian12", "el7", "el6"]
 if TARGET_PERSONA not in PERSONAS:  # VIRTLAB_TARGET=el8 ...: the libvirt suites' host joins the lab
     PERSONAS.append(TARGET_PERSONA)
 
-
-@pytest.fixture(scope="session")
-def lab():
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    if TARGET_PERSONA in pytargets.PERSONA_TARGETS:
-        why = pytargets.skip_reason(pytargets.PERSONA_TARGETS[TARGET_PERSONA])
-        if why:  # never fall back silently to another Python on an explicitly asked target
-            pytest.skip("VIRTLAB_TARGET=%s needs its real target Python: %s" % (TARGET_PERSONA, why))
-    name = os.environ.get("VIRTLAB_NAME") or "it"
-    worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest -n N: one lab per worker (gw0, gw1, ...)
-    if worker:
-        name = "%s-%s" % (name, worker)
-    the_lab = virtlab.Lab(name)
-    was_up = the_lab.is_up()
-    keep = os.environ.get("VIRTLAB_KEEP") == "1"
-    try:
-        the_lab.up(personas=PERSONAS)
-    except virtlab.LabError as exc:
-        if not was_up and not keep:
-            the_lab.down()
-        pytest.fail("lab %s did not come up: %s" % (name, exc))
-    matrix.record_versions(the_lab, MATRIX_DIR)
-    yield the_lab
-    if not was_up and not keep:
-        the_lab.down()
-
-
-@pytest.fixture(scope="session")
-def run_module(lab):
-    def _run(host, module_name, check=False, diff=False, become=False, **args):
-        return module(lab, host, module_name, check=check, diff=diff, become=become, **args)
-    return _run
-
-
-@pytest.fixture(scope="session")
-def run_playbook(lab):
-    def _run(text_or_path, extra_vars=None, check=False, limit=None, diff=False):
-        return playbook(lab, text_or_path, extra_vars=extra_vars, check=check, limit=limit, diff=diff)
-    return _run
+lab = lab_fixture(PERSONAS, target_python=True)
+run_module, run_playbook = runner_fixtures("session")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import subprocess
 import time
 
 from labansible import TARGET_HOST, playbook  # tests/lab, put on sys.path by conftest
+from waits import wait_for
 
 HOST = TARGET_HOST
 NET = 'virtops.virtnet.network'
@@ -157,16 +158,6 @@ def ended(lab, host, pid):
     return not state or state.startswith('Z')
 
 
-def wait_for(what, cond, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError('waited %d s for %s' % (timeout, what))
-
-
 # ------------------------------------------------------------------------------------------
 # libvirtd killed
 # ------------------------------------------------------------------------------------------
@@ -300,17 +291,14 @@ def test_ssh_cut_during_trace_rule(lab):
     assert not res['failed'] and not res['changed'], res
 
 
-def test_ssh_cut_during_trace_capture_start(lab):
-    """The SSH connection is cut while trace_capture action=start runs, right after its nfnetlink monitor
-    started (its pid file written), before the state file and the result. The monitor ends by itself at
-    its lifetime; the next start on the host reports and removes what was left."""
-    host = HOST
+def cut_capture(lab, host, task):
+    """Run a trace_capture ``task`` on ``host`` and cut its SSH connection the moment its monitor's pid file
+    appears (before the state file and the result): (capture id, monitor pid) of what it left."""
     pidglob = '/run/virtnet-capture-*.pid'
     assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
     killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
     try:
-        start = {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink', lifetime=10)}
-        out = cut_playbook(lab, host, start)
+        out = cut_playbook(lab, host, task)
         assert 'killed' in killer.result(), killer.result()
     finally:
         killer.stop()
@@ -318,7 +306,16 @@ def test_ssh_cut_during_trace_capture_start(lab):
     pidfile = lab.exec(host, ['sh', '-c', 'ls %s' % pidglob]).stdout.split()
     assert len(pidfile) == 1, pidfile
     cid = pidfile[0].split('virtnet-capture-')[1][:-len('.pid')]
-    pid = lab.exec(host, ['cat', pidfile[0]]).stdout.strip()
+    return cid, lab.exec(host, ['cat', pidfile[0]]).stdout.strip()
+
+
+def test_ssh_cut_during_trace_capture_start(lab):
+    """The SSH connection is cut while trace_capture action=start runs, right after its nfnetlink monitor
+    started (its pid file written), before the state file and the result. The monitor ends by itself at
+    its lifetime; the next start on the host reports and removes what was left."""
+    host = HOST
+    start = {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink', lifetime=10)}
+    cid, pid = cut_capture(lab, host, start)
     assert lab.exec(host, ['kill', '-0', pid], check=False).returncode == 0, 'monitor %s not running' % pid
     assert lab.exec(host, ['test', '-e', '/run/virtnet-capture-%s.state' % cid], check=False).returncode != 0
     wait_for('monitor %s to end by itself (lifetime 10 s)' % pid,
@@ -340,20 +337,8 @@ def test_ssh_cut_during_trace_capture_oneshot(lab):
     is not waited out here (the start test does that): the test ends the monitor itself, as the lifetime
     would, and the following start removes what was left."""
     host = HOST
-    pidglob = '/run/virtnet-capture-*.pid'
-    assert not lab.exec(host, ['sh', '-c', 'ls %s 2>/dev/null || true' % pidglob]).stdout.strip()
-    killer = Killer(lab, host, 'glob', pidglob, daemon='sshd', action='sessions')
-    try:
-        oneshot = {'virtops.virtnet.trace_capture': dict(action='oneshot', source='nfnetlink', duration=3)}
-        out = cut_playbook(lab, host, oneshot)
-        assert 'killed' in killer.result(), killer.result()
-    finally:
-        killer.stop()
-    assert out['rc'] != 0, out['stats']
-    pidfile = lab.exec(host, ['sh', '-c', 'ls %s' % pidglob]).stdout.split()
-    assert len(pidfile) == 1, pidfile
-    cid = pidfile[0].split('virtnet-capture-')[1][:-len('.pid')]
-    pid = lab.exec(host, ['cat', pidfile[0]]).stdout.strip()
+    oneshot = {'virtops.virtnet.trace_capture': dict(action='oneshot', source='nfnetlink', duration=3)}
+    cid, pid = cut_capture(lab, host, oneshot)
     cmd = lab.exec(host, ['sh', '-c', "tr '\\000' ' ' < /proc/%s/cmdline" % pid]).stdout.split()
     assert cmd[:2] == ['timeout', '123'], cmd  # duration 3 + 120 s: it cannot run for ever
     start = {'virtops.virtnet.trace_capture': dict(action='start', source='nfnetlink', lifetime=10)}
@@ -364,7 +349,7 @@ def test_ssh_cut_during_trace_capture_oneshot(lab):
     stop = cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=nxt['capture_id'])})
     assert not stop['results']['cut'][host]['failed'], stop
     lab.exec(host, ['kill', pid])  # stands in for the lifetime
-    wait_for('monitor %s to end' % pid, lambda: ended(lab, host, pid))
+    wait_for('monitor %s to end' % pid, lambda: ended(lab, host, pid), timeout=30)
     last = cut_playbook(lab, host, start)['results']['cut'][host]
     assert any('removed what capture %s left' % cid in w for w in last.get('warnings', [])), last
     cut_playbook(lab, host, {'virtops.virtnet.trace_capture': dict(action='stop', capture_id=last['capture_id'])})

@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+from labtest import connect, ok, play  # tests/lab, put on sys.path by conftest
+from waits import wait_for
+
 UPLINK = "10.44.32.217"
 PORT = "3128"
 GUEST_NET = "192.168.122."
@@ -21,53 +24,24 @@ GUESTS = {"debian12-1": "tcg12", "el7-1": "tcg7", "el6-1": "tcg6"}
 RULESET = "capture-it"
 
 
-def ok(res):
-    assert not res["failed"], res
-    return res
-
-
-def play(run_playbook, tasks):
-    """Run tasks on all lab hosts in one play (trace_rule's ``name`` option cannot go through
-    run_module, whose own second parameter is called ``name``)."""
-    text = json.dumps([{"hosts": ",".join(GUESTS), "gather_facts": False,
-                        "tasks": [{"name": "t%d" % i, k: v} for i, (k, v) in enumerate(tasks)]}])
-    out = run_playbook(text + "\n")
-    for task in out["tasks"]:
-        for host, res in task["hosts"].items():
-            assert not res["failed"], (task["name"], host, res)
-    return out
-
-
 @pytest.fixture(scope="module")
 def traced(lab, run_playbook):
     """Each host: ipv4 logger bound, TRACE rules for both directions of the flow (expiring), a guest."""
     guests = {}
     for host, guest in GUESTS.items():
         guests[host] = lab.guest_add(guest, host)
-    play(run_playbook, [
+    play(run_playbook, ",".join(GUESTS), [
         ("virtops.virtnet.nf_log", dict(families=["ipv4"])),
         ("virtops.virtnet.trace_rule", dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=900)),
         ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", protocol="tcp", source_port=PORT, expires=900)),
     ])
     yield guests
-    play(run_playbook, [
+    play(run_playbook, ",".join(GUESTS), [
         ("virtops.virtnet.trace_rule", dict(name=RULESET, state="absent")),
         ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", state="absent")),
     ])
     for guest in GUESTS.values():
         lab.guest_del(guest)
-
-
-def connect(lab, guest):
-    return lab.guest_exec(guest, ["nc", "-z", "-w", "3", UPLINK, PORT], check=False)
-
-
-def wait_for(what, cond, timeout=15):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("waited %d s for %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 def wait_traced(lab, host, start, guest_ip):

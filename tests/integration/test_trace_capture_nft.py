@@ -16,16 +16,14 @@ filesystem comes from ``make rootfs``. VIRTLAB_KEEP=1 keeps it up.
 Run: VIRTLAB_NAME=nft .venv/bin/python -m pytest -q -m integration -p no:xdist tests/integration/test_trace_capture_nft.py
 """
 import json
-import os
 import shlex
 import time
 
 import pytest
 
-import matrix
-import virtlab
-from labansible import module, playbook
+from labtest import connect, lab_fixture, ok, play, runner_fixtures
 from test_firewall_info import DOCKER27, DOCKER27_UNDO
+from waits import wait_for
 
 HOST = "el10-1"
 GUEST = "tnft10"
@@ -35,62 +33,9 @@ FLOW = dict(protocol="tcp", destination=UPLINK, destination_port=[PORT])
 MODULE = "virtops.virtnet.trace_capture"
 RULESET = "capture-nft"
 
-
-PERSONAS = ["el10", "debian12", "el7"]
-MATRIX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "build", "matrix")
-
-
-@pytest.fixture(scope="module")
-def lab():
-    """This module's own lab (see the module docstring), up for the module, down after unless kept."""
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    name = os.environ.get("VIRTLAB_NAME") or "it"
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        name = "%s-%s" % (name, os.environ["PYTEST_XDIST_WORKER"])
-    the_lab = virtlab.Lab(name[:10] + "-n")
-    was_up = the_lab.is_up()
-    keep = os.environ.get("VIRTLAB_KEEP") == "1"
-    try:
-        the_lab.up(personas=PERSONAS)
-    except virtlab.LabError as exc:
-        if not was_up and not keep:
-            the_lab.down()
-        pytest.fail("lab %s did not come up: %s" % (the_lab.name, exc))
-    matrix.record_versions(the_lab, MATRIX_DIR)
-    yield the_lab
-    if not was_up and not keep:
-        the_lab.down()
-
-
-@pytest.fixture(scope="module")
-def run_module(lab):
-    def _run(host, module_name, check=False, diff=False, become=False, **args):
-        return module(lab, host, module_name, check=check, diff=diff, become=become, **args)
-    return _run
-
-
-@pytest.fixture(scope="module")
-def run_playbook(lab):
-    def _run(text_or_path, extra_vars=None, check=False, limit=None, diff=False):
-        return playbook(lab, text_or_path, extra_vars=extra_vars, check=check, limit=limit, diff=diff)
-    return _run
-
-
-def ok(res):
-    assert not res["failed"], res
-    return res
-
-
-def play(run_playbook, tasks):
-    text = json.dumps([{"hosts": HOST, "gather_facts": False,
-                        "tasks": [{"name": "t%d" % i, k: v} for i, (k, v) in enumerate(tasks)]}])
-    out = run_playbook(text + "\n")
-    for task in out["tasks"]:
-        for host, res in task["hosts"].items():
-            assert not res["failed"], (task["name"], host, res)
-    return out
+# this module's own lab (see the module docstring), up for the module, down after unless kept
+lab = lab_fixture(["el10", "debian12", "el7"], suffix="-n", scope="module")
+run_module, run_playbook = runner_fixtures("module")
 
 
 @pytest.fixture(scope="module")
@@ -99,25 +44,17 @@ def el10(lab, run_playbook):
     conf = lab.exec(HOST, ["cat", "/etc/libvirt/network.conf"]).stdout
     assert 'firewall_backend = "nftables"' in conf, conf
     guest = lab.guest_add(GUEST, HOST)
-    play(run_playbook, [
+    play(run_playbook, HOST, [
         ("virtops.virtnet.nf_log", dict(families=["ipv4"])),
         ("virtops.virtnet.trace_rule", dict(name=RULESET, protocol="tcp", destination_port=[PORT], expires=900)),
         ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", protocol="tcp", source_port=PORT, expires=900)),
     ])
     yield guest
-    play(run_playbook, [
+    play(run_playbook, HOST, [
         ("virtops.virtnet.trace_rule", dict(name=RULESET, state="absent")),
         ("virtops.virtnet.trace_rule", dict(name=RULESET + "-reply", state="absent")),
     ])
     lab.guest_del(GUEST)
-
-
-def wait_for(what, cond, timeout=15):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("waited %d s for %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 def monitored_connect(lab, run_module, host, guest, tool, needles=()):
@@ -137,7 +74,7 @@ def monitored_connect(lab, run_module, host, guest, tool, needles=()):
     rcs = []
 
     def connected_and_seen():
-        rcs.append(lab.guest_exec(guest, ["nc", "-z", "-w", "2", UPLINK, PORT], check=False).returncode)
+        rcs.append(connect(lab, guest, wait=2).returncode)
         return has(ip)
     wait_for("the monitor on %s to see %s's connection" % (host, guest), connected_and_seen, timeout=30)
     for text in needles:

@@ -12,6 +12,8 @@ import time
 import pytest
 
 from labansible import TARGET_HOST  # tests/lab, put on sys.path by conftest
+from labtest import connect, ok
+from waits import wait_for
 
 BASE_HOSTS = ["debian12-1", "el7-1", "el6-1"]
 # the persona of $VIRTLAB_TARGET (debian11, debian13, el10, el8) joins: make integration-userlands and
@@ -20,6 +22,7 @@ HOSTS = BASE_HOSTS + ([TARGET_HOST] if TARGET_HOST not in BASE_HOSTS else [])
 LEGACY = ("el7-1", "el6-1")   # iptables-legacy (TRACE to the kernel log); every other persona: nf_tables
 UPLINK = "10.44.32.217"
 MOD = "virtops.virtnet.trace_rule"
+POLL = 0.5  # seconds between two looks at a host's rules or logs
 
 
 def run(run_playbook, host, module, check=False, diff=False, **args):
@@ -45,11 +48,6 @@ def others(lines):
 
 def ours(lines, name):
     return [x for x in lines if ("virtnet:%s:" % name) in x]
-
-
-def ok(res):
-    assert not res["failed"], res
-    return res
 
 
 def clean_all(run_playbook):
@@ -141,17 +139,6 @@ def expire_log(lab, host, name, exp):
     return [x for x in out.splitlines() if "host=%s " % host in x and " name=%s exp=%d " % (name, exp) in x]
 
 
-def wait_for(what, check, timeout=60.0, every=0.5):
-    deadline = time.time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError("waited %.0f s for %s" % (timeout, what))
-        time.sleep(every)
-
-
 def host_now(lab, host):
     return int(lab.exec(host, ["date", "+%s"]).stdout.strip())
 
@@ -172,9 +159,9 @@ def test_expiry_removed_by_detached_remover(lab, run_playbook):
         exp[host] = res["expires_at"]
     for host in HOSTS:
         wait_for("the remover to delete it-exp on %s" % host, lambda: not ours(save(lab, host), "it-exp"),
-                 timeout=60)
+                 timeout=60, every=POLL)
         logged = wait_for("the remover's log line on %s" % host, lambda: expire_log(lab, host, "it-exp", exp[host]),
-                          timeout=10)
+                          timeout=10, every=POLL)
         assert "removed 1 rule(s)" in logged[-1], logged
 
 
@@ -190,15 +177,15 @@ def test_remover_waits_out_a_held_xtables_lock(lab, run_playbook):
     holder = lab.exec(host, ["sh", "-c", "sh -c 'exec 9>/run/xtables.lock && flock 9 && exec sleep 60' "
                                          "</dev/null >/dev/null 2>&1 & echo $!"]).stdout.strip()
     try:
-        wait_for("the expiry moment plus 3 s", lambda: host_now(lab, host) >= exp + 3, timeout=20)
+        wait_for("the expiry moment plus 3 s", lambda: host_now(lab, host) >= exp + 3, timeout=20, every=POLL)
         legacy = lab.exec(host, ["iptables-legacy-save", "-t", "raw"]).stdout
         assert "virtnet:it-lock:" in legacy, "removed although the xtables lock was held"
     finally:
         lab.exec(host, ["kill", holder], check=False)
     wait_for("it-lock removed after the lock was released",
              lambda: "virtnet:it-lock:" not in lab.exec(host, ["iptables-legacy-save", "-t", "raw"]).stdout,
-             timeout=60)
-    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-lock", exp), timeout=10)
+             timeout=60, every=POLL)
+    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-lock", exp), timeout=10, every=POLL)
     assert "removed 1 rule(s)" in logged[-1], logged
 
 
@@ -216,12 +203,12 @@ def test_remover_survives_a_concurrent_restore_on_the_same_table(lab, run_playbo
              % (exp + 4))
     loops = int(lab.exec(host, ["sh", "-c", churn], timeout=60).stdout.split()[-1])
     assert loops > 10
-    wait_for("it-conc removed", lambda: not ours(save(lab, host), "it-conc"), timeout=60)
+    wait_for("it-conc removed", lambda: not ours(save(lab, host), "it-conc"), timeout=60, every=POLL)
     lines = save(lab, host)
     assert "-A OUTPUT -p udp -m udp --dport 9 -j ACCEPT" in lines
     assert not [x for x in lines if "--dport 7 " in x]
     lab.exec(host, ["iptables", "-t", "raw", "-D", "OUTPUT", "-p", "udp", "--dport", "9", "-j", "ACCEPT"])
-    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-conc", exp), timeout=10)
+    logged = wait_for("the remover's log line", lambda: expire_log(lab, host, "it-conc", exp), timeout=10, every=POLL)
     assert "removed 1 rule(s)" in logged[-1], logged
 
 
@@ -241,12 +228,12 @@ def test_remover_retries_a_failed_read(lab, run_playbook):
                                 "touch /tmp/fail-once" % (real, real, saver, saver, real, real)])
     direct = ["xtables-nft-multi", "iptables-save", "-t", "raw"]  # not through the wrapper
     try:
-        wait_for("it-rdfail removed", lambda: "virtnet:it-rdfail:" not in lab.exec(host, direct).stdout, timeout=60)
+        wait_for("it-rdfail removed", lambda: "virtnet:it-rdfail:" not in lab.exec(host, direct).stdout, timeout=60, every=POLL)
         assert lab.exec(host, ["test", "-e", "/tmp/fail-once"], check=False).returncode == 1, "the fault never fired"
     finally:
         lab.exec(host, ["sh", "-c", "rm -f %s && cp -P /tmp/real-save %s" % (real, real)])
     logged = wait_for("the remover's log lines", lambda: [x for x in expire_log(lab, host, "it-rdfail", exp)
-                                                          if "removed" in x], timeout=10)
+                                                          if "removed" in x], timeout=10, every=POLL)
     every = expire_log(lab, host, "it-rdfail", exp)
     assert any("attempt 1: read failed: %s: simulated read failure" % saver in x for x in every), every
     assert "removed 1 rule(s)" in logged[-1]
@@ -317,10 +304,6 @@ def test_el6_runs_without_python(lab, run_playbook):
     ok(run(run_playbook, "el6-1", MOD, name="it-el6", state="absent"))
 
 
-def _connect(lab, guest):
-    lab.guest_exec(guest, ["sh", "-c", "nc -z -w 3 %s 3128 || true" % UPLINK])
-
-
 @pytest.mark.parametrize("host", HOSTS)
 def test_kernel_emits_trace_for_guest_traffic(lab, run_playbook, host):
     guest = "nfg" + host.split("-")[0][-2:]
@@ -342,7 +325,7 @@ def test_kernel_emits_trace_for_guest_traffic(lab, run_playbook, host):
                     return [x for x in list(lines) if info["ip"] in x and "3128" in x]
                 deadline = time.time() + 10
                 while not seen() and time.time() < deadline:
-                    _connect(lab, guest)
+                    connect(lab, guest)
                     t_end = time.time() + 0.5
                     while not seen() and time.time() < t_end:
                         time.sleep(0.05)
@@ -354,7 +337,7 @@ def test_kernel_emits_trace_for_guest_traffic(lab, run_playbook, host):
             assert "PACKET" in text or "TRACE" in text, text[-2000:]
             assert seen(), text[-2000:]
         else:
-            _connect(lab, guest)   # legacy: TRACE prints to the ring buffer inside the packet's path
+            connect(lab, guest)   # legacy: TRACE prints to the ring buffer inside the packet's path
 
             def hits():
                 dmesg = lab.exec(host, ["dmesg"]).stdout

@@ -7,7 +7,8 @@ packages below) and cached outside the work tree in
 mirror and this builder's version, so a changed list builds a new tree (older trees of that suite
 are removed). A lab host backed by a rootfs mounts an overlay of the cached tree (upper layer in
 the lab's state dir) as its own ``/`` inside its private mount namespace and ``pivot_root``s into
-it, so its libvirtd, virtlogd, dnsmasq, sshd, iptables, nft, tc and python3 are that release's.
+it (host/setup.sh), so its libvirtd, virtlogd, dnsmasq, sshd, iptables, nft, tc and python3 are that
+release's. The personas that run on a tree (debian11, debian13, el10) are defined in personas.py.
 
 Stdlib only; runs with any Python 3.6+ as root.
 
@@ -154,112 +155,6 @@ def versions(tree):
             if m and v and m.group(1) in want:
                 out[m.group(1)] = v.group(1)
     return out
-
-
-def setup_prelude(tree, hdir, labdir):
-    """sh lines that make an overlay of `tree` the root of the current (private) mount namespace.
-
-    Run by virtlab's per-host setup.sh right after `unshare --mount --propagation private`,
-    instead of its overlays of the machine's /etc, /usr/bin, /usr/sbin. Afterwards `/` is the
-    rootfs (writes go to $H/ovl/root/u), with this netns' sysfs, a fresh procfs, the machine's
-    /dev, a private tmpfs /run with the lab's state dir bound back in (the host's sshd_config, keys
-    and pid files live there), private /tmp; the machine's tree is detached."""
-    q = shlex.quote
-    lab_base = os.path.basename(labdir)
-    s = [
-        "R=$H/rootmnt",
-        "mkdir -p $H/ovl/root/u $H/ovl/root/w $R",
-        "mount -t overlay overlay -o lowerdir=%s,upperdir=$H/ovl/root/u,workdir=$H/ovl/root/w $R" % q(tree),
-        "mount -t proc proc $R/proc",
-        "mount -t sysfs sysfs $R/sys",
-        "mount --rbind /dev $R/dev",
-        "mount -t tmpfs -o mode=755,size=64m tmpfs $R/run",
-        "mkdir -p $R/run/%s $R/run/sshd $R/run/lock $R/run/libvirt $R/run/user $R/run/mount $R/run/netns"
-        % q(lab_base),
-        "mount --bind %s $R/run/%s" % (q(labdir), q(lab_base)),
-        "mount --bind $H/tmp $R/tmp",
-        "mount --bind $H/root $R/root",
-        "mkdir -p $R/var/log/libvirt $R/var/cache/libvirt $R/var/lib/libvirt",
-        "mount --bind $H/var-lib-libvirt $R/var/lib/libvirt",
-        "mount --bind $H/var-log-libvirt $R/var/log/libvirt",
-        "mount --bind $H/var-cache-libvirt $R/var/cache/libvirt",
-        "mkdir -p $R/.oldroot",
-        "cd $R",
-        "pivot_root . .oldroot",
-        "cd /",
-        # from here on every binary is the rootfs's; the machine's tree goes away for this host
-        "umount -l /.oldroot",
-        "rmdir /.oldroot 2>/dev/null || true",
-    ]
-    return s
-
-
-# ---------------------------------------------------------------------------------------------
-# Personas backed by a rootfs (merged into virtlab.PERSONAS; same keys, plus "rootfs" = the suite)
-# ---------------------------------------------------------------------------------------------
-_EL10_RELEASE = "CentOS Stream release 10 (Coughlan)\n"
-_EL10_OS_RELEASE = (
-    'NAME="CentOS Stream"\nVERSION="10 (Coughlan)"\nID="centos"\nID_LIKE="rhel fedora"\n'
-    'VERSION_ID="10"\nPLATFORM_ID="platform:el10"\nPRETTY_NAME="CentOS Stream 10 (Coughlan)"\n'
-    'ANSI_COLOR="0;31"\nCPE_NAME="cpe:/o:centos:centos:10"\nHOME_URL="https://centos.org/"\n'
-    'VENDOR_NAME="CentOS"\nREDHAT_SUPPORT_PRODUCT="Red Hat Enterprise Linux 10"\n'
-    'REDHAT_SUPPORT_PRODUCT_VERSION="CentOS Stream"\n')
-# the iptables-legacy front ends that EL10 does not ship (its iptables is the nf_tables one)
-EL10_NO_LEGACY = ["iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy",
-                  "ip6tables-legacy-save", "ip6tables-legacy-restore", "xtables-legacy-multi"]
-
-
-def personas(base_modules, base_fatal):
-    """debian11, debian13, el10. base_modules: the module names of this machine's kernel (all
-    rootfs personas run on it, and only el10 pretends another kernel release)."""
-    common = {"family": "debian", "release_files": {}, "hide_files": [], "osrelease": None,
-              "iptables": None, "modules": base_modules, "modprobe_fatal": base_fatal,
-              "python": "/usr/bin/python3", "sysctl_map": {}}
-    return {
-        "debian11": dict(common, rootfs="bullseye"),
-        "debian13": dict(common, rootfs="trixie"),
-        "el10": dict(common, rootfs="trixie", family="redhat",
-                     release_files={"/etc/redhat-release": _EL10_RELEASE, "/etc/centos-release": _EL10_RELEASE,
-                                    "/etc/system-release": _EL10_RELEASE, "/etc/os-release": _EL10_OS_RELEASE},
-                     hide_files=["/etc/debian_version", "/etc/lsb-release"],
-                     osrelease="6.12.0-55.el10.x86_64",
-                     modprobe_fatal="modprobe: FATAL: Module %s not found in directory /lib/modules/6.12.0-55.el10.x86_64",
-                     firewall_backend="nftables", hide_sbin=EL10_NO_LEGACY, tc_shim=True),
-    }
-
-
-TC_SHIM = """#!/bin/sh
-# virtlab persona %(persona)s: EMULATION of ONE tc call. libvirt >= 10.x's nftables firewall
-# backend adds, for every IPv4 network, a filter "tc filter add dev BR ... action csum udp" that
-# fills in the checksum of DHCP replies; this machine's kernel has no act_csum (not built in, no
-# modules), so that call fails and the network does not start. Only a call with "action csum" is
-# answered "done" here (and logged to /var/log/libvirt/tc-shim.log); every other tc call runs
-# the real tc. DHCP replies through such a network carry the checksum they came with.
-for a in "$@"; do
-  if [ "$a" = csum ]; then
-    case " $* " in
-      *" action csum "*) echo "$(date +%%s) shimmed: tc $*" >> /var/log/libvirt/tc-shim.log; exit 0 ;;
-    esac
-  fi
-done
-exec %(real)s "$@"
-"""
-
-
-def persona_setup(persona, p):
-    """sh lines, run inside the host after the pivot, for what a rootfs persona changes on top of
-    its release (virtlab's common persona code does release files, kernel release, modprobe)."""
-    s = []
-    if p.get("firewall_backend"):
-        s.append("printf '# virtlab persona %s\\nfirewall_backend = \"%s\"\\n' >> /etc/libvirt/network.conf"
-                 % (persona, p["firewall_backend"]))
-    for b in p.get("hide_sbin", []):
-        s.append("rm -f /usr/sbin/%s /etc/alternatives/%s" % (b, b))
-    if p.get("tc_shim"):
-        s.append("[ -e /usr/sbin/tc.real ] || mv /usr/sbin/tc /usr/sbin/tc.real")
-        s.append("cat > /usr/sbin/tc <<'EOF'\n%sEOF" % (TC_SHIM % {"persona": persona, "real": "/usr/sbin/tc.real"}))
-        s.append("chmod 755 /usr/sbin/tc")
-    return s
 
 
 def main(argv=None):
