@@ -6,7 +6,11 @@ guest_interface, through ``AnsibleModule`` with the module arguments patched in)
 libvirt connections, fake hosts and fixtures of the unit tests, scenario after scenario, and keeps
 the whole result dict each run prints (changed, changes, xml, diff, warnings, msg, ...), failures
 included. ``trace_records()`` parses every trace/capture fixture and keeps a SHA-256 of the parsed
-and annotated packets, of the text report and of the HTML report.
+and annotated packets, of the text report and of the HTML report. ``capture_records()`` builds, for
+every such fixture, the ``trace_result`` trace_capture returns (packets parsed, annotated and
+post-processed as trace_capture does, ``explanation``/``culprits`` from the report's ``explain``) and
+keeps the explanation lines and what the role's ``roles/trace/templates/paths.j2`` and the demo's
+``playbooks/templates/explain.j2`` render from it (Jinja2 with Ansible's template-lookup defaults).
 
 test_golden.py compares both with the committed files. Regenerate only when an output change is
 intended, and say which in the commit message:
@@ -30,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(UNIT))
 LIBVIRT_TESTS = os.path.join(UNIT, "plugins", "module_utils", "libvirt")
 LIBVIRT_GOLDEN = os.path.join(HERE, "libvirt_modules.json")
 TRACE_GOLDEN = os.path.join(HERE, "trace_report.json")
+CAPTURE_GOLDEN = os.path.join(HERE, "trace_capture.json")
 
 sys.path.insert(0, os.path.join(ROOT, "build", "collections"))
 sys.path.insert(0, LIBVIRT_TESTS)
@@ -373,6 +378,48 @@ def trace_records():
     return out
 
 
+def _capture_packets(packets):
+    """The packets' post-processing trace_capture does after ``annotate`` (today: the NAT notes)."""
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture as cap
+    cap.add_nat_notes(packets)
+    return packets
+
+
+def _render(template, variables):
+    import jinja2
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.Undefined)
+    with open(os.path.join(ROOT, template), encoding="utf-8") as fh:
+        return env.from_string(fh.read()).render(**variables)
+
+
+def capture_records():
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
+    fixtures = os.path.join(UNIT, "fixtures")
+    with open(os.path.join(fixtures, "capture", "el7_iptables_save.txt"), encoding="utf-8") as fh:
+        save = fh.read()
+    out = {}
+    for path in sorted(glob.glob(os.path.join(fixtures, "trace", "*.txt")) + glob.glob(os.path.join(fixtures, "capture", "*.txt"))):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        packets = _capture_packets(tp.annotate(tp.parse(text)["packets"], save))
+        told = rep.explain(packets, None)
+        result = dict(changed=True, source_used="kernel_log", tool="dmesg", packets=packets,
+                      explanation=told["lines"], culprits=told["culprits"])
+        if not packets:
+            result["diagnosis"] = ["no matching traffic passed the host during the capture"]
+        variables = dict(trace_result=result, inventory_hostname="golden-1", virtlab_persona="el7",
+                         virtlab_uplink_ip="10.44.32.217")
+        name = "%s/%s" % (os.path.basename(os.path.dirname(path)), os.path.basename(path))
+        out[name] = {
+            "explain": told["lines"],
+            "culprits": _sha(told["culprits"]),
+            "paths.j2": _render("roles/trace/templates/paths.j2", variables).splitlines(),
+            "explain.j2": _render("playbooks/templates/explain.j2", variables).splitlines(),
+        }
+    return out
+
+
 def _dump(obj, path):
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=1, sort_keys=True)
@@ -381,6 +428,8 @@ def _dump(obj, path):
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update-golden"]:
-        sys.exit("usage: golden.py --update-golden   (rewrites %s and %s)" % (LIBVIRT_GOLDEN, TRACE_GOLDEN))
+        sys.exit("usage: golden.py --update-golden   (rewrites %s, %s and %s)"
+                 % (LIBVIRT_GOLDEN, TRACE_GOLDEN, CAPTURE_GOLDEN))
     _dump(records(), LIBVIRT_GOLDEN)
     _dump(trace_records(), TRACE_GOLDEN)
+    _dump(capture_records(), CAPTURE_GOLDEN)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The libvirt modules' results and the trace report are what the committed golden files say
+"""The libvirt modules' results, the trace report and trace_capture's renderings are what the committed golden files say
 (see golden.py; regenerate with ``.venv/bin/python tests/unit/golden/golden.py --update-golden``)."""
 import json
 
@@ -11,6 +11,8 @@ with open(golden.LIBVIRT_GOLDEN, encoding="utf-8") as fh:
     LIBVIRT = json.load(fh)
 with open(golden.TRACE_GOLDEN, encoding="utf-8") as fh:
     TRACE = json.load(fh)
+with open(golden.CAPTURE_GOLDEN, encoding="utf-8") as fh:
+    CAPTURE = json.load(fh)
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,11 @@ def libvirt_now():
 @pytest.fixture(scope="module")
 def trace_now():
     return golden.trace_records()
+
+
+@pytest.fixture(scope="module")
+def capture_now():
+    return golden.capture_records()
 
 
 def test_same_libvirt_scenarios(libvirt_now):
@@ -44,3 +51,18 @@ def test_same_trace_fixtures(trace_now):
 @pytest.mark.parametrize("name", sorted(TRACE))
 def test_trace_report(trace_now, name):
     assert trace_now.get(name) == TRACE[name]
+
+
+def test_same_capture_fixtures(capture_now):
+    assert sorted(capture_now) == sorted(CAPTURE) == sorted(TRACE)
+    # the renderings show NAT, replies and drops somewhere
+    lines = [x for v in CAPTURE.values() for x in v["explain"] + v["paths.j2"]]
+    assert any(x.startswith("NAT ") and "MASQUERADE" in x for x in lines)
+    assert any(x.startswith("REPLY ") and "de-NATs" in x for x in lines)
+    assert any(x.startswith("DROP ") for x in lines)
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURE))
+def test_capture_renderings(capture_now, name):
+    """trace_capture's explanation and the role's / demo's templates render the same text."""
+    assert capture_now.get(name) == CAPTURE[name]
