@@ -103,8 +103,11 @@ options:
         required: true
       host:
         description:
-          - Inventory host to run the command on, through that host's own connection and variables (like
-            C(delegate_to)). Default the traced host.
+          - The traced host (its inventory name), the only host the probe runs on; any other host fails with a
+            message saying what to do instead.
+          - To send the traffic from another inventory host, run the capture as O(action=start), the probe command
+            as its own task with C(delegate_to), then O(action=stop) with O(probe_result) (see the EXAMPLES; the
+            C(virtops.virtnet.trace) role does this for C(trace_probe.host)).
         type: str
       netns:
         description:
@@ -116,6 +119,16 @@ options:
           - Seconds after which the command is killed (with C(timeout) where the host has it).
         type: int
         default: 10
+  probe_result:
+    description:
+      - With O(action=stop), the registered result of the probe task run between O(action=start) and
+        O(action=stop) (for example an C(ansible.builtin.command) task with C(delegate_to)). C(rc), C(stdout),
+        C(stderr), C(host) and C(command) (else C(cmd)) are taken when present. A result without C(rc) (a task that
+        could not run its command) is warned about; the capture is stopped in any case.
+      - Returned as RV(probe_result); a non-zero C(rc) is warned about and, when nothing was captured, counted among
+        the likely causes in RV(diagnosis), as for O(probe) with O(action=oneshot).
+    type: dict
+    version_added: 1.0.0
   match:
     description:
       - Keep only the packets of this flow (like the matches of M(virtops.virtnet.trace_rule)). A packet matches when
@@ -237,26 +250,33 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ trace.packets | map(attribute='summary') | list }}"
 
-- name: Start a capture, make traffic elsewhere, then collect it
-  virtops.virtnet.trace_capture:
-    action: start
-    source: kernel_log
-  register: capture
+# The probe on another inventory host: start, the probe as its own delegated task, stop (always).
+- name: Capture while another inventory host connects to the proxy
+  block:
+    - name: Start a capture
+      virtops.virtnet.trace_capture:
+        action: start
+      register: capture
 
-- name: Traffic from another inventory host
-  ansible.builtin.command: curl -sS -m 2 http://10.44.32.217:3128/
-  delegate_to: guest1
-  changed_when: false
-  failed_when: false
-
-- name: Collect
-  virtops.virtnet.trace_capture:
-    action: stop
-    capture_id: "{{ capture.capture_id }}"
-    match:
-      protocol: tcp
-      destination_port: [3128]
-  register: trace
+    - name: Traffic from another inventory host
+      ansible.builtin.command:
+        argv: [timeout, "10", curl, -sS, -m, "2", "http://10.44.32.217:3128/"]
+      delegate_to: guest1
+      register: probe_run
+      changed_when: false
+      failed_when: false
+      ignore_unreachable: true
+  always:
+    - name: Collect
+      virtops.virtnet.trace_capture:
+        action: stop
+        capture_id: "{{ capture.capture_id }}"
+        probe_result: "{{ probe_run | combine({'host': 'guest1'}) }}"
+        match:
+          protocol: tcp
+          destination_port: [3128]
+      register: trace
+      when: capture.capture_id is defined
 '''
 
 RETURN = r'''
@@ -278,8 +298,11 @@ tool:
 packets:
   description:
     - The traced packets of the flow, in order of first appearance, as returned by the C(nf_trace) parser, with
-      each hop's C(rule) resolved from the rules snapshot and C(nat_rule) describing the translation a matched rule
-      implies.
+      each hop's C(rule) resolved from the rules snapshot.
+    - C(nat) lists the packet's address translations, decided by the parser alone (the report, RV(explanation) and
+      the C(virtops.virtnet.trace) role render it). Each entry has C(hop) (index in C(hops)), C(field) (V(src),
+      V(dst), V(sport), V(dport)), C(before), C(after) and C(implied), true when the matched rule implies it, then
+      with its C(target) (V(MASQUERADE), V(SNAT), V(DNAT), V(REDIRECT), V(NETMAP)).
   returned: with action stop and oneshot
   type: list
   elements: dict
@@ -297,8 +320,13 @@ packets:
           kind: rule
           rulenum: 3
           rule: -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p tcp -j MASQUERADE --to-ports 1024-65535
-          nat_rule: "source NAT: source address becomes the outgoing interface's address (MASQUERADE), source port
-            mapped into 1024-65535"
+      nat:
+        - hop: 14
+          field: src
+          before: 192.168.122.200
+          after: address of bond0 ports 1024-65535
+          implied: true
+          target: MASQUERADE
 explanation:
   description:
     - The connection's path in a few lines, computed from RV(packets) (the report shows the same lines).
@@ -376,7 +404,7 @@ diagnosis:
     - "no kernel logger is bound to net.netfilter.nf_log.2: TRACE prints nothing (run virtops.virtnet.nf_log)"
 probe_result:
   description: The probe command's C(rc), C(stdout), C(stderr) (last 4000 characters), C(host) and C(command).
-  returned: with action oneshot and O(probe)
+  returned: with action oneshot and O(probe), with action stop and O(probe_result)
   type: dict
 report_path:
   description: The report written on the controller.

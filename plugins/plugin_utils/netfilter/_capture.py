@@ -16,15 +16,17 @@ only the window travels) and the lines that say that log lines were lost.
 
 Everything else here is pure and unit-tested with real lab captures:
 
-``new_capture_id()``, ``check_capture_id(cid)``, ``marker(cid, which)``
-``parse_sections(text) -> dict``             split the remote scripts' ``@@name`` output
-``parse_state(lines)``, ``parse_ifaces(lines)``, ``parse_addrs(lines)``
-``cut_marker_window(lines, cid) -> (lines, found_start, found_stop)``   controller-side cut
+The scripts' output is read with ``_wire`` (the one parser of the ``@@section`` format);
+``CaptureTask`` (``_capture_task.py``) runs them.
+
+``new_capture_id()``, ``check_capture_id(cid)``, ``leftover_warnings(lines)``
+``parse_ifaces(lines)``, ``parse_addrs(lines)``   the STOP_SCRIPT's ``@@ifaces`` / ``@@addrs`` bodies
 ``host_line_filter(lines, ifaces, addrs) -> (kept, foreign)``  drop other hosts' kernel lines
 ``flow_matches(packet, match)``, ``filter_packets(packets, match) -> (kept, dropped)``
+``drop_orphans(packets) -> (kept, dropped)``
 ``loss_warnings(lines) -> [str]``
-``nat_note(rule_text) -> str or None``, ``add_nat_notes(packets)``
-``diagnose_empty(...) -> [str]``              likely causes when nothing was captured
+``unparsed_summary(unparsed, count) -> dict``   the parser's unparsed lines, as returned and warned
+``trace_rules_in(iptables_save_text)``, ``diagnose_empty(...) -> [str]``              likely causes when nothing was captured
 ``choose_source(facts, source, backend)``, ``choose_reader(facts, reader)``,
 ``choose_monitor(facts, monitor, native_tables)``, ``native_nft_tables(nft_list_tables_text)``
 """
@@ -35,17 +37,16 @@ import ipaddress
 import re
 import secrets
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
-           'check_capture_id', 'marker', 'parse_sections', 'leftover_warnings', 'parse_state', 'parse_ifaces', 'parse_addrs',
-           'cut_marker_window', 'host_line_filter', 'flow_matches', 'filter_packets', 'loss_warnings',
-           'nat_note', 'add_nat_notes', 'diagnose_empty', 'choose_source', 'choose_reader',
-           'choose_monitor', 'native_nft_tables', 'XTABLES_TABLES', 'trace_rules_in', 'KEEP_RE', 'LOSS_RE']
+           'check_capture_id', 'leftover_warnings', 'parse_ifaces', 'parse_addrs',
+           'host_line_filter', 'flow_matches', 'filter_packets', 'drop_orphans', 'loss_warnings', 'unparsed_summary',
+           'diagnose_empty', 'choose_source', 'choose_reader',
+           'choose_monitor', 'native_nft_tables', 'XTABLES_TABLES', 'trace_rules_in', 'KEEP_RE']
 
-MARKER_PREFIX = 'virtnet-capture'
 CAPTURE_ID_RE = re.compile(r'^[a-z0-9]{6,32}$')
-SYSLOG_FILES = ('/var/log/messages', '/var/log/kern.log', '/var/log/syslog')
 
 # What the host keeps of a kernel log window (the same pattern is in the remote awk script):
 # trace lines, and the lines that report lost lines.
@@ -67,7 +68,6 @@ LOSS_PATTERNS = (
     (re.compile(r'No buffer space available|ENOBUFS'),
      'the nfnetlink monitor could not keep up (No buffer space available): trace events were lost'),
 )
-LOSS_RE = re.compile('|'.join(p.pattern for p, dummy in LOSS_PATTERNS))
 TRACE_LINE_RE = re.compile(r'TRACE: ')
 FIELD_RE = re.compile(r'\b(IN|OUT|PHYSIN|PHYSOUT|MAC|SRC)=(\S*)')
 
@@ -231,22 +231,11 @@ def check_capture_id(cid):
     return cid
 
 
-def marker(cid, which):
-    return '%s:%s:%s' % (MARKER_PREFIX, cid, which)
-
-
 # ---------------------------------------------------------------------------------------- remote output
 def parse_sections(text):
-    """``@@name`` headed sections -> {name: [lines]} (a repeated name appends)."""
-    out = {}
-    current = None
-    for line in (text or '').splitlines():
-        if line.startswith('@@') and re.match(r'^@@[a-z_]+$', line):
-            current = line[2:]
-            out.setdefault(current, [])
-        elif current is not None:
-            out[current].append(line)
-    return out
+    """Deprecated: ``_wire.parse(text).as_dict()``.  Only ``_firewall`` still calls it, until it reads its
+    output with ``_wire`` (issue 14); then this goes."""
+    return _wire.parse(text).as_dict()
 
 
 def leftover_warnings(lines):
@@ -266,15 +255,6 @@ def leftover_warnings(lines):
         elif what == 'running':
             out.append('capture %s is still running on the host (monitor pid %s): it ends by itself after its '
                        'lifetime, or action=stop capture_id=%s stops it' % (cid, pid, cid))
-    return out
-
-
-def parse_state(lines):
-    out = {}
-    for line in lines:
-        if '=' in line:
-            k, v = line.split('=', 1)
-            out[k.strip()] = v.strip()
     return out
 
 
@@ -298,27 +278,6 @@ def parse_addrs(lines):
         except ValueError:
             continue
     return out
-
-
-def cut_marker_window(lines, cid):
-    """Lines strictly between the start and stop markers of ``cid``.
-
-    Returns (lines, found_start, found_stop).  Without a start marker nothing is returned:
-    never the whole history.
-    """
-    start, stop = marker(cid, 'start'), marker(cid, 'stop')
-    out = []
-    found_start = found_stop = False
-    for line in lines:
-        if not found_start:
-            if start in line:
-                found_start = True
-            continue
-        if stop in line:
-            found_stop = True
-            break
-        out.append(line)
-    return out, found_start, found_stop
 
 
 # ---------------------------------------------------------------------------------------- host filter
@@ -526,55 +485,6 @@ def loss_warnings(lines):
         n = totals[key]
         out.append(text.format(n=n if n is not None else 'some', what=what or 'kernel'))
     return out
-
-
-# ---------------------------------------------------------------------------------------- NAT notes
-def nat_note(rule):
-    """The address translation a rule implies, in words (``None`` when it implies none)."""
-    if not rule:
-        return None
-    r = rule
-    m = re.search(r'(?:-j|\bjump)\s+(\S+)', r)
-    target = m.group(1) if m else None
-    if target is None:
-        for word in ('masquerade', 'snat', 'dnat', 'redirect'):
-            if re.search(r'\b%s\b' % word, r):
-                target = word.upper()
-                break
-    if target is None:
-        return None
-    target = target.upper()
-    ports = re.search(r'--to-ports\s+(\S+)|\bto\s+:(\S+)', r)
-    port_text = ports and (ports.group(1) or ports.group(2))
-    to = re.search(r'--to-(?:source|destination)\s+(\S+)|\bto\s+([0-9a-fA-F.:\[\]/-]+)', r)
-    to_text = to and (to.group(1) or to.group(2))
-    if target == 'MASQUERADE':
-        s = 'source NAT: source address becomes the outgoing interface\'s address (MASQUERADE)'
-        if port_text:
-            s += ', source port mapped into %s' % port_text
-        return s
-    if target == 'SNAT':
-        return 'source NAT: source becomes %s (SNAT)' % (to_text or '?')
-    if target == 'DNAT':
-        return 'destination NAT: destination becomes %s (DNAT)' % (to_text or '?')
-    if target == 'REDIRECT':
-        return 'destination NAT: redirected to the host itself%s (REDIRECT)' % (
-            (' port %s' % port_text) if port_text else '')
-    if target == 'NETMAP':
-        return 'address mapping to %s (NETMAP)' % (to_text or '?')
-    return None
-
-
-def add_nat_notes(packets):
-    """Set ``hop['nat_rule']`` where the matched rule implies a translation; returns the count."""
-    count = 0
-    for p in packets:
-        for hop in p.get('hops') or []:
-            note = nat_note(hop.get('rule'))
-            if note and not hop.get('nat_rule'):
-                hop['nat_rule'] = note
-                count += 1
-    return count
 
 
 # ---------------------------------------------------------------------------------------- diagnosis

@@ -7,8 +7,8 @@ libvirt connections, fake hosts and fixtures of the unit tests, scenario after s
 the whole result dict each run prints (changed, changes, xml, diff, warnings, msg, ...), failures
 included. ``trace_records()`` parses every trace/capture fixture and keeps a SHA-256 of the parsed
 and annotated packets, of the text report and of the HTML report. ``capture_records()`` builds, for
-every such fixture, the ``trace_result`` trace_capture returns (packets parsed, annotated and
-post-processed as trace_capture does, ``explanation``/``culprits`` from the report's ``explain``) and
+every such fixture, the ``trace_result`` trace_capture returns (packets parsed and annotated as
+trace_capture does, ``explanation``/``culprits`` from the report's ``explain``) and
 keeps the explanation lines and what the role's ``roles/trace/templates/paths.j2`` and the demo's
 ``playbooks/templates/explain.j2`` render from it (Jinja2 with Ansible's template-lookup defaults).
 
@@ -378,13 +378,6 @@ def trace_records():
     return out
 
 
-def _capture_packets(packets):
-    """The packets' post-processing trace_capture does after ``annotate`` (today: the NAT notes)."""
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture as cap
-    cap.add_nat_notes(packets)
-    return packets
-
-
 def _render(template, variables):
     import jinja2
     env = jinja2.Environment(trim_blocks=True, undefined=jinja2.Undefined)
@@ -402,7 +395,7 @@ def capture_records():
     for path in sorted(glob.glob(os.path.join(fixtures, "trace", "*.txt")) + glob.glob(os.path.join(fixtures, "capture", "*.txt"))):
         with open(path, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
-        packets = _capture_packets(tp.annotate(tp.parse(text)["packets"], save))
+        packets = tp.annotate(tp.parse(text)["packets"], save)  # as trace_capture: parse, annotate (the NAT: the parser's)
         told = rep.explain(packets, None)
         result = dict(changed=True, source_used="kernel_log", tool="dmesg", packets=packets,
                       explanation=told["lines"], culprits=told["culprits"])

@@ -12,6 +12,8 @@ import subprocess
 import pytest
 
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture as cap
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire as wire
 
 FIX = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'fixtures', 'capture')
 
@@ -39,41 +41,41 @@ def test_bad_capture_ids(bad):
         cap.check_capture_id(bad)
 
 
-def test_marker():
-    assert cap.marker('0a1b2c3d', 'start') == 'virtnet-capture:0a1b2c3d:start'
+def marker(cid, which):
+    """The marker START_SCRIPT and STOP_SCRIPT write to the kernel log."""
+    return 'virtnet-capture:%s:%s' % (cid, which)
 
 
-# ------------------------------------------------------------------------------ marker window
-def test_cut_marker_window_el7():
+def window(lines, cid):
+    """The test's own oracle of the host's cut: the lines strictly between the markers of ``cid``
+    (nothing without a start marker), and whether each marker was found."""
+    start, stop = marker(cid, 'start'), marker(cid, 'stop')
+    out, found_start, found_stop = [], False, False
+    for line in lines:
+        if not found_start:
+            found_start = start in line
+            continue
+        if stop in line:
+            found_stop = True
+            break
+        out.append(line)
+    return out, found_start, found_stop
+
+
+def test_the_fixture_windows():
     text = lines('el7_dmesg.txt')
-    out, start, stop = cap.cut_marker_window(text, 'fxel7-1')
-    assert start and stop
-    assert len(out) == len(text) - 2
-    # another lab's bridge noise is in the window too (the ring buffer is shared): kept by the cut
+    out, start, stop = window(text, 'fxel7-1')
+    assert start and stop and len(out) == len(text) - 2
+    # another lab's bridge noise is in the window too (the ring buffer is shared): the host's awk drops it
     assert [x for x in out if 'TRACE: ' not in x] == [
         '[  526.171094] virbr0: port 1(vnet0) entered forwarding state',
         '[  526.171101] virbr0: topology change detected, propagating']
-    assert 'virtnet-capture' not in ''.join(out)
-
-
-def test_cut_marker_window_ignores_history_before_the_marker():
-    old = ['[  1.0] TRACE: raw:PREROUTING:policy:1 IN=old OUT= SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP']
-    text = old + lines('el6_dmesg.txt')
-    out, start, stop = cap.cut_marker_window(text, 'fxel6-1')
-    assert start and stop
-    assert old[0] not in out
-
-
-def test_cut_marker_window_without_marker_returns_nothing():
-    out, start, stop = cap.cut_marker_window(lines('el7_dmesg.txt'), 'deadbeef00')
-    assert out == [] and not start and not stop
-
-
-def test_cut_marker_window_without_stop_reads_to_the_end():
-    text = lines('el7_dmesg.txt')[:-1]
-    out, start, stop = cap.cut_marker_window(text, 'fxel7-1')
-    assert start and not stop
-    assert len(out) == len(text) - 1
+    text = lines('el7_syslog_messages.txt')
+    out, start, stop = window(text, 'fxsyslog')
+    assert start and stop and len(out) == len(text) - 2
+    assert all(x.startswith('Nov 26 21:15:02 el7-1 kernel: TRACE: ') for x in out)
+    kept, foreign = cap.host_line_filter(out, el7_ifaces())
+    assert foreign == 0 and kept == out
 
 
 AWK = shutil.which('awk')
@@ -85,25 +87,25 @@ AWK = shutil.which('awk')
 def test_host_side_awk_cut_equals_the_controller_cut(name, cid):
     noise = 'virbr0: port 1(vg-g1) entered forwarding state\n'
     text = 'TRACE: before the marker\n' + read(name).replace('\n', '\n' + noise, 3) + 'TRACE: after the stop marker\n'
-    res = subprocess.run([AWK, '-v', 'a=' + cap.marker(cid, 'start'), '-v', 'b=' + cap.marker(cid, 'stop'),
+    res = subprocess.run([AWK, '-v', 'a=' + marker(cid, 'start'), '-v', 'b=' + marker(cid, 'stop'),
                           '-v', 'k=' + cap.KEEP_RE, '-v', 'm=100000', cap.CUT_AWK],
                          input=text, capture_output=True, text=True, check=True)
-    sec = cap.parse_sections('@@lines\n' + res.stdout)
-    expected, dummy, dummy2 = cap.cut_marker_window(text.splitlines(), cid)
+    sec = wire.parse('@@lines\n' + res.stdout)
+    expected, dummy, dummy2 = window(text.splitlines(), cid)
     expected = [x for x in expected if re.search(cap.KEEP_RE, x)]
-    assert sec['lines'] == expected
-    assert cap.parse_state(sec['cut']) == dict(start='1', stop='1', kept=str(len(expected)))
+    assert sec.get('lines') == expected and 'TRACE: before the marker' not in expected
+    assert wire.parse_kv(sec.get('cut')) == dict(start='1', stop='1', kept=str(len(expected)))
 
 
 @pytest.mark.skipif(AWK is None, reason='needs awk')
 def test_host_side_awk_cut_limits_lines_and_reports_missing_marker():
     text = read('el7_dmesg.txt')
-    res = subprocess.run([AWK, '-v', 'a=' + cap.marker('fxel7-1', 'start'), '-v', 'b=' + cap.marker('fxel7-1', 'stop'),
+    res = subprocess.run([AWK, '-v', 'a=' + marker('fxel7-1', 'start'), '-v', 'b=' + marker('fxel7-1', 'stop'),
                           '-v', 'k=' + cap.KEEP_RE, '-v', 'm=5', cap.CUT_AWK],
                          input=text, capture_output=True, text=True, check=True)
-    sec = cap.parse_sections('@@lines\n' + res.stdout)
-    assert len(sec['lines']) == 5
-    assert cap.parse_state(sec['cut'])['kept'] == '81'  # the TRACE lines, not the bridge noise
+    sec = wire.parse('@@lines\n' + res.stdout)
+    assert len(sec.get('lines')) == 5
+    assert wire.parse_kv(sec.get('cut'))['kept'] == '81'  # the TRACE lines, not the bridge noise
     res = subprocess.run([AWK, '-v', 'a=virtnet-capture:nope:start', '-v', 'b=x', '-v', 'k=' + cap.KEEP_RE,
                           '-v', 'm=5', cap.CUT_AWK], input=text, capture_output=True, text=True, check=True)
     assert res.stdout == '@@cut\nstart=0\nstop=0\nkept=0\n'
@@ -122,19 +124,19 @@ def test_scripts_parse_with_sh():
 
 
 # ------------------------------------------------------------------------------ remote output
-def test_parse_sections_and_state():
+def test_stop_output_sections():
     text = '@@state\nid=abc123\nsource=kernel_log\n@@ifaces\nbond0 92:55:D8:65:72:4e\nlo\n@@addrs\n10.0.0.1/24\n' \
            'fe80::1/64\nbogus\n@@end\n'
-    sec = cap.parse_sections(text)
-    assert cap.parse_state(sec['state']) == dict(id='abc123', source='kernel_log')
-    assert cap.parse_ifaces(sec['ifaces']) == {'bond0': '92:55:d8:65:72:4e', 'lo': ''}
-    assert cap.parse_addrs(sec['addrs']) == {'10.0.0.1', 'fe80::1'}
-    assert sec['end'] == []
+    sec = wire.parse(text)
+    assert wire.parse_kv(sec.get('state')) == dict(id='abc123', source='kernel_log')
+    assert cap.parse_ifaces(sec.get('ifaces')) == {'bond0': '92:55:d8:65:72:4e', 'lo': ''}
+    assert cap.parse_addrs(sec.get('addrs')) == {'10.0.0.1', 'fe80::1'}
+    assert sec.ended
 
 
-def test_parse_sections_keeps_trace_lines_that_look_odd():
-    sec = cap.parse_sections('@@lines\n@@ not a header\n TRACE: 2 abc raw:PREROUTING:policy:ACCEPT\n')
-    assert sec['lines'] == ['@@ not a header', ' TRACE: 2 abc raw:PREROUTING:policy:ACCEPT']
+def test_trace_lines_that_look_odd_stay_in_the_lines_section():
+    sec = wire.parse('@@lines\n@@ not a header\n TRACE: 2 abc raw:PREROUTING:policy:ACCEPT\n')
+    assert sec.get('lines') == ['@@ not a header', ' TRACE: 2 abc raw:PREROUTING:policy:ACCEPT']
 
 
 # ------------------------------------------------------------------------------ host filter
@@ -143,7 +145,7 @@ def el7_ifaces():
 
 
 def test_host_filter_drops_the_other_hosts_lines_of_a_shared_ring_buffer():
-    text, dummy, dummy2 = cap.cut_marker_window(lines('el7_dmesg_shared_ringbuffer.txt'), 'fxmix')
+    text, dummy, dummy2 = window(lines('el7_dmesg_shared_ringbuffer.txt'), 'fxmix')
     kept, foreign = cap.host_line_filter(text, el7_ifaces(), {'10.44.32.11', '172.31.255.11', '192.168.122.1'})
     assert foreign > 0 and kept
     assert len(kept) + foreign == len(text)
@@ -157,7 +159,7 @@ def test_host_filter_drops_the_other_hosts_lines_of_a_shared_ring_buffer():
 
 
 def test_host_filter_keeps_everything_of_a_single_host_capture():
-    text, dummy, dummy2 = cap.cut_marker_window(lines('el7_dmesg.txt'), 'fxel7-1')
+    text, dummy, dummy2 = window(lines('el7_dmesg.txt'), 'fxel7-1')
     kept, foreign = cap.host_line_filter(text, el7_ifaces())
     assert foreign == 0 and kept == text
 
@@ -272,28 +274,26 @@ def test_keep_regex_keeps_trace_and_loss_lines():
     assert not keep.search('[  539.323075] virbr0: port 1(vg-g1) entered forwarding state')
 
 
-# ------------------------------------------------------------------------------ NAT notes
-def test_nat_notes_from_real_rules():
-    save = read('el7_iptables_save.txt')
-    masq = [x for x in save.splitlines() if 'MASQUERADE' in x]
-    assert masq
-    note = cap.nat_note(masq[0])
-    assert note.startswith('source NAT') and '1024-65535' in note
+# ------------------------------------------------------------------------------ NAT: the parser's, alone
+def implied(rule, chain='POSTROUTING', out='bond0'):
+    """The parser's implied NAT entries for one hop that matched ``rule``."""
+    hop = dict(table='nat', chain=chain, kind='rule', rule=rule, out=out, src='192.168.122.200', dst='10.0.0.1')
+    return [dict((k, e[k]) for k in ('field', 'after', 'target')) for e in tp._implied_nat(0, hop)]
+
+
+def test_the_parser_says_what_the_nat_rules_imply():
+    """What trace_capture's own NAT notes said (hop ``nat_rule``, gone) is in the parser's ``nat`` entries."""
+    masq = [x for x in read('el7_iptables_save.txt').splitlines() if 'MASQUERADE' in x]
+    assert implied(masq[0]) == [dict(field='src', after='address of bond0 ports 1024-65535', target='MASQUERADE')]
     nft = [x for x in lines('debian12_nft_monitor_trace.txt') if 'masquerade' in x]
-    assert cap.nat_note(nft[0]).startswith('source NAT')
-    assert cap.nat_note('-A PREROUTING -d 10.0.0.1/32 -p tcp -j DNAT --to-destination 192.168.122.5:80') == \
-        'destination NAT: destination becomes 192.168.122.5:80 (DNAT)'
-    assert cap.nat_note('-A POSTROUTING -o bond0 -j SNAT --to-source 10.44.32.11') == \
-        'source NAT: source becomes 10.44.32.11 (SNAT)'
-    assert 'port 3129' in cap.nat_note('-A PREROUTING -p tcp -j REDIRECT --to-ports 3129')
-    assert cap.nat_note('-A LIBVIRT_FWO -s 192.168.122.0/24 -i virbr0 -j ACCEPT') is None
-    assert cap.nat_note(None) is None
-
-
-def test_add_nat_notes():
-    p = dict(hops=[dict(rule='-A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE'), dict(rule=None)])
-    assert cap.add_nat_notes([p]) == 1
-    assert 'MASQUERADE' in p['hops'][0]['nat_rule'] and 'nat_rule' not in p['hops'][1]
+    assert implied(nft[0])[0]['target'] == 'MASQUERADE'
+    assert implied('-A PREROUTING -d 10.0.0.1/32 -p tcp -j DNAT --to-destination 192.168.122.5:80', 'PREROUTING') == \
+        [dict(field='dst', after='192.168.122.5:80', target='DNAT')]
+    assert implied('-A POSTROUTING -o bond0 -j SNAT --to-source 10.44.32.11') == \
+        [dict(field='src', after='10.44.32.11', target='SNAT')]
+    assert implied('-A PREROUTING -p tcp -j REDIRECT --to-ports 3129', 'PREROUTING') == \
+        [dict(field='dst', after='local address port 3129', target='REDIRECT')]
+    assert implied('-A LIBVIRT_FWO -s 192.168.122.0/24 -i virbr0 -j ACCEPT') == []
 
 
 # ------------------------------------------------------------------------------ diagnosis
@@ -388,19 +388,11 @@ def test_choose_reader_and_monitor():
         cap.choose_monitor(EL6_FACTS)
 
 
-def test_cut_marker_window_syslog_format():
-    text = lines('el7_syslog_messages.txt')
-    out, start, stop = cap.cut_marker_window(text, 'fxsyslog')
-    assert start and stop and len(out) == len(text) - 2
-    assert all(x.startswith('Nov 26 21:15:02 el7-1 kernel: TRACE: ') for x in out)
-    kept, foreign = cap.host_line_filter(out, el7_ifaces())
-    assert foreign == 0 and kept == out
-
-
 # ------------------------------------------------------------------------------ the action plugin, fake host
 # The action plugin's flow (start, probe, stop, filters, snapshot, annotate, diagnosis) with the
 # remote side answered from the real captures above; no connection, no lab.
 from ansible_collections.virtops.virtnet.plugins.action import trace_capture as action_mod  # noqa: E402
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _capture_task as task_mod  # noqa: E402
 from ansible_collections.virtops.virtnet.plugins.plugin_utils._action_module import (  # noqa: E402
     CommandResult, ModuleFailed)
 
@@ -468,16 +460,16 @@ DEB_FACTS = dict(NFT_FACTS, nf_log_sysctl={2: 'nf_log_ipv4'}, in_netns=True,
 
 def kernel_stop_output(fixture, fixture_cid, ifaces='el7_interfaces.txt', tool='dmesg'):
     def out(cid):
-        window, start, stop = cap.cut_marker_window(lines(fixture), fixture_cid)
-        window = [x for x in window if re.search(cap.KEEP_RE, x)]
+        window_lines, start, stop = window(lines(fixture), fixture_cid)
+        kept = [x for x in window_lines if re.search(cap.KEEP_RE, x)]
         return '\n'.join(['@@state', 'id=' + cid, 'source=kernel_log', 'tool=' + tool, '@@ifaces'] + lines(ifaces)
-                         + ['@@addrs', '10.44.32.11/24', '@@lines'] + window
-                         + ['@@cut', 'start=%d' % int(start), 'stop=%d' % int(stop), 'kept=%d' % len(window), '@@loss', '@@end'])
+                         + ['@@addrs', '10.44.32.11/24', '@@lines'] + kept
+                         + ['@@cut', 'start=%d' % int(start), 'stop=%d' % int(stop), 'kept=%d' % len(kept), '@@loss', '@@end'])
     return out
 
 
 def run_action(host, facts, monkeypatch):
-    monkeypatch.setattr(action_mod, 'probe', lambda module: facts)
+    monkeypatch.setattr(task_mod, 'probe', lambda module: facts)
     act = action_mod.ActionModule.__new__(action_mod.ActionModule)
     return act.run_module(host)
 
@@ -493,8 +485,9 @@ def test_action_stop_on_a_shared_ring_buffer(monkeypatch):
     syn = res['packets'][0]
     assert [h['rule'] for h in syn['hops'] if h['table'] == 'filter' and h['chain'] == 'LIBVIRT_FWO'] == \
         ['-A LIBVIRT_FWO -s 192.168.122.0/24 -i virbr0 -j ACCEPT']
-    masq = [h for h in syn['hops'] if 'MASQUERADE' in (h.get('rule') or '')]
-    assert masq and masq[0]['nat_rule'].startswith('source NAT')
+    masq = [i for i, h in enumerate(syn['hops']) if 'MASQUERADE' in (h.get('rule') or '')]
+    assert masq and [(n['hop'], n['target']) for n in syn['nat'] if n['implied']] == [(masq[0], 'MASQUERADE')]
+    assert not any('nat_rule' in h for p in res['packets'] for h in p['hops'])
     replies = [p for p in res['packets'] if p['src'] == '10.44.32.217']
     assert replies and any(n['field'] == 'dst' and n['after'] == '192.168.122.200' for n in replies[0]['nat'])
     assert res['rules_snapshot']['ipv4'][0].startswith('# Generated by iptables-save')
@@ -525,7 +518,7 @@ def test_action_nothing_captured_is_diagnosed(monkeypatch):
 
 
 def test_action_oneshot_stops_and_reports_a_failed_probe(monkeypatch):
-    monkeypatch.setattr(action_mod.time, 'sleep', lambda s: None)
+    monkeypatch.setattr(task_mod.time, 'sleep', lambda s: None)
     host = FakeHost(dict(duration=1, match=FLOW, probe=dict(command=['nc', '-z', '10.44.32.217', '3128'], netns='g1')),
                     kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), read('el7_iptables_save.txt'), probe_rc=1)
     res = run_action(host, EL7_FACTS, monkeypatch)
@@ -555,6 +548,9 @@ def test_action_check_mode_does_nothing(monkeypatch):
     (dict(duration=0), 'duration'),
     (dict(action='start', lifetime=5), 'lifetime'),
     (dict(syslog_file='var/log/messages'), 'absolute path'),
+    (dict(probe=dict(command=['true'], host='localhost')), "probe.host: 'localhost' is not the traced host 'el7-1'"
+                                                           ".*action=start.*delegate_to: localhost.*action=stop"),
+    (dict(probe_result=dict(rc=0)), 'probe_result is only used with action=stop'),
 ])
 def test_action_bad_input(monkeypatch, params, msg):
     host = FakeHost(params, None)
@@ -613,3 +609,37 @@ def test_action_picks_nft_monitor_when_native_tables_hold_rules(monkeypatch, tab
     res = run_action(host, DEB_FACTS, monkeypatch)
     assert res['tool'] == tool
     assert cap.choose_monitor(DEB_FACTS, 'xtables-monitor', ['ip libvirt_network']) == 'xtables-monitor'
+
+
+def test_action_probe_on_the_traced_host_by_name(monkeypatch):
+    monkeypatch.setattr(task_mod.time, 'sleep', lambda s: None)
+    host = FakeHost(dict(duration=1, match=FLOW, probe=dict(command=['true'], host='el7-1')),
+                    kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), read('el7_iptables_save.txt'))
+    res = run_action(host, EL7_FACTS, monkeypatch)
+    assert host.scripts == ['start', 'probe', 'stop']
+    assert res['probe_result'] == dict(rc=0, stdout='', stderr='', host='el7-1', command=['true'])
+
+
+def test_action_stop_takes_the_delegated_probe_result(monkeypatch):
+    """The probe run as its own task (delegate_to) between start and stop: stop returns, warns and diagnoses it
+    as oneshot does its own probe."""
+    registered = dict(rc=124, stdout='', stderr='', cmd=['timeout', '3', 'nc', '-z', '10.44.32.217', '3128'],
+                      changed=False, stdout_lines=[], host='guest1', command=['nc', '-z', '10.44.32.217', '3128'])
+    host = FakeHost(dict(action='stop', capture_id='abcdef123456', match=FLOW, probe_result=registered),
+                    kernel_stop_output('el7_dmesg.txt', 'deadbeef00'), read('el7_iptables_save.txt'))
+    res = run_action(host, EL7_FACTS, monkeypatch)
+    assert res['probe_result'] == dict(rc=124, stdout='', stderr='', host='guest1',
+                                       command=['nc', '-z', '10.44.32.217', '3128'])
+    assert 'the probe command nc -z 10.44.32.217 3128 on guest1 exited with rc=124 (killed by timeout)' in host.warnings
+    assert res['packets'] == [] and 'the probe command failed (rc=124): maybe no traffic was sent' in res['diagnosis']
+    assert host.scripts == ['stop']
+
+
+def test_action_stop_runs_whatever_the_probe_task_returned(monkeypatch):
+    host = FakeHost(dict(action='stop', capture_id='abcdef123456', match=FLOW,
+                         probe_result=dict(unreachable=True, msg='ssh: connect to host guest1 port 22')),
+                    kernel_stop_output('el7_dmesg.txt', 'fxel7-1'), read('el7_iptables_save.txt'))
+    res = run_action(host, EL7_FACTS, monkeypatch)
+    assert host.scripts == ['stop'] and res['packets'] and res['probe_result']['rc'] is None
+    assert any(w.startswith('probe_result has no rc: the probe task did not run its command (ssh: connect')
+               for w in host.warnings)
