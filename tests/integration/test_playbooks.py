@@ -116,7 +116,8 @@ def test_trace_playbook_prints_each_packets_path_on_every_persona(lab, run_playb
     for _attempt in range(3):
         out = run_playbook(TRACE, extra_vars=ev)
         assert out["rc"] == 0, out["stdout"][-4000:]
-        captured = _task(out, "Capture the traced flow")
+        # the probes run on localhost: the role captures with start, the probe delegated to localhost, stop
+        captured = _task(out, "Stop capturing and collect the packets")
         if all(captured[h].get("marker_found") is not False for h in lab.hosts):
             break
     printed = _task(out, "Print each packet's path")
@@ -129,6 +130,8 @@ def test_trace_playbook_prints_each_packets_path_on_every_persona(lab, run_playb
                                       captured[host].get("diagnosis"))
         hops = [h for p in outgoing for h in p["hops"]]
         assert outgoing[0]["hops"][0]["in"] == "virbr0"
+        probe = captured[host]["probe_result"]
+        assert probe["host"] == "localhost" and probe["rc"] == 0 and probe["command"][:2] == ["ip", "netns"], probe
         assert any(h["table"] == "filter" and "-j ACCEPT" in (h.get("rule") or "") for h in hops)
         assert any(h["table"] == "nat" and "MASQUERADE" in (h.get("rule") or "") for h in hops)
         assert any(n["field"] == "dst" and n["after"].startswith("192.168.122.") for p in replies for n in p["nat"])

@@ -85,7 +85,9 @@ def assert_seed_path(lab, host, res, guest_ip, legacy):
                for h in syn["hops"]), names
     masq = [h for h in syn["hops"] if h["table"] == "nat" and "MASQUERADE" in (h.get("rule") or "")]
     assert masq, rules
-    assert "MASQUERADE" in masq[0]["nat_rule"]
+    # the translation is the parser's (packet nat), implied by that rule
+    assert any(n["hop"] == syn["hops"].index(masq[0]) and n.get("implied") and n.get("target") == "MASQUERADE"
+               for n in syn["nat"]), syn["nat"]
     # the reply: to the host's uplink address first, then (after de-NAT) to the guest
     host_ip = bond0_ip(lab, host)
     reply = next(p for p in packets if p["hops"][0]["src"] == UPLINK and str(p["hops"][0]["sport"]) == PORT)
@@ -239,10 +241,16 @@ def test_empty_capture_is_diagnosed(lab, run_module, traced):
     assert any("nothing was captured" in w for w in res.get("warnings", []))
 
 
-def test_probe_on_another_inventory_host(lab, run_module, traced):
-    res = ok(run_module("el7-1", MODULE, duration=1, probe=dict(host="debian12-1", command=["hostname"])))
-    assert res["probe_result"]["host"] == "debian12-1"
-    assert res["probe_result"]["rc"] == 0 and res["probe_result"]["stdout"].strip() == "debian12-1"
+def test_probe_on_another_inventory_host_names_the_delegate_to_pattern(lab, run_module, traced):
+    """trace_capture runs its probe on the traced host only; another host's probe is a task with delegate_to
+    between action=start and action=stop (the trace role's way: tests/integration/test_playbooks.py)."""
+    res = run_module("el7-1", MODULE, duration=1, probe=dict(host="debian12-1", command=["hostname"]))
+    assert res["failed"] and not res["changed"], res
+    assert res["msg"].startswith("probe.host: 'debian12-1' is not the traced host 'el7-1'"), res["msg"]
+    assert "action=start" in res["msg"] and "delegate_to: debian12-1" in res["msg"] and "action=stop" in res["msg"]
+    assert lab.exec("el7-1", ["sh", "-c", "ls /run/virtnet-capture-* 2>/dev/null || true"]).stdout.strip() == ""
+    res = ok(run_module("el7-1", MODULE, duration=1, probe=dict(host="el7-1", command=["hostname"])))
+    assert res["probe_result"]["host"] == "el7-1" and res["probe_result"]["stdout"].strip() == "el7-1"
 
 
 def test_check_mode_starts_nothing(lab, run_module, traced):

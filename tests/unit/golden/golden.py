@@ -355,19 +355,24 @@ def _sha(obj):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def trace_records():
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
-    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
+def _trace_fixtures():
+    """(name, text, el7 iptables-save text) of every trace/capture fixture."""
     fixtures = os.path.join(UNIT, "fixtures")
     with open(os.path.join(fixtures, "capture", "el7_iptables_save.txt"), encoding="utf-8") as fh:
         save = fh.read()
-    out = {}
     for path in sorted(glob.glob(os.path.join(fixtures, "trace", "*.txt")) + glob.glob(os.path.join(fixtures, "capture", "*.txt"))):
         with open(path, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
+        yield "%s/%s" % (os.path.basename(os.path.dirname(path)), os.path.basename(path)), text, save
+
+
+def trace_records():
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
+    from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
+    out = {}
+    for name, text, save in _trace_fixtures():
         parsed = tp.parse(text)
         packets = tp.annotate(tp.parse(text)["packets"], save)
-        name = "%s/%s" % (os.path.basename(os.path.dirname(path)), os.path.basename(path))
         out[name] = {
             "packets": len(parsed["packets"]),
             "parse": _sha(parsed),
@@ -388,13 +393,8 @@ def _render(template, variables):
 def capture_records():
     from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_parse as tp
     from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _trace_report as rep
-    fixtures = os.path.join(UNIT, "fixtures")
-    with open(os.path.join(fixtures, "capture", "el7_iptables_save.txt"), encoding="utf-8") as fh:
-        save = fh.read()
     out = {}
-    for path in sorted(glob.glob(os.path.join(fixtures, "trace", "*.txt")) + glob.glob(os.path.join(fixtures, "capture", "*.txt"))):
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+    for name, text, save in _trace_fixtures():
         packets = tp.annotate(tp.parse(text)["packets"], save)  # as trace_capture: parse, annotate (the NAT: the parser's)
         told = rep.explain(packets, None)
         result = dict(changed=True, source_used="kernel_log", tool="dmesg", packets=packets,
@@ -403,7 +403,6 @@ def capture_records():
             result["diagnosis"] = ["no matching traffic passed the host during the capture"]
         variables = dict(trace_result=result, inventory_hostname="golden-1", virtlab_persona="el7",
                          virtlab_uplink_ip="10.44.32.217")
-        name = "%s/%s" % (os.path.basename(os.path.dirname(path)), os.path.basename(path))
         out[name] = {
             "explain": told["lines"],
             "culprits": _sha(told["culprits"]),
