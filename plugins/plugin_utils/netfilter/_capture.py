@@ -12,12 +12,11 @@ The host is driven with constant POSIX sh scripts (user values only as positiona
 --trace`` / ``nft monitor trace`` in the background (nfnetlink) and records a state file;
 ``STOP_SCRIPT`` writes the end marker or stops the monitor by its PID, and prints, in sections,
 the host's interfaces and addresses, the trace lines of the capture window (cut on the host, so
-only the window travels) and the lines that say that log lines were lost.
+only the window travels) and the lines that say that log lines were lost.  ``CaptureTask``
+(``_capture_task.py``) runs them and reads their output with ``_wire`` (the one parser of the
+``@@section`` format).
 
 Everything else here is pure and unit-tested with real lab captures:
-
-The scripts' output is read with ``_wire`` (the one parser of the ``@@section`` format);
-``CaptureTask`` (``_capture_task.py``) runs them.
 
 ``new_capture_id()``, ``check_capture_id(cid)``, ``leftover_warnings(lines)``
 ``parse_ifaces(lines)``, ``parse_addrs(lines)``   the STOP_SCRIPT's ``@@ifaces`` / ``@@addrs`` bodies
@@ -26,7 +25,7 @@ The scripts' output is read with ``_wire`` (the one parser of the ``@@section`` 
 ``drop_orphans(packets) -> (kept, dropped)``
 ``loss_warnings(lines) -> [str]``
 ``unparsed_summary(unparsed, count) -> dict``   the parser's unparsed lines, as returned and warned
-``trace_rules_in(iptables_save_text)``, ``diagnose_empty(...) -> [str]``              likely causes when nothing was captured
+``trace_rules_in(iptables_save_text)``, ``diagnose_empty(...) -> [str]``   likely causes when nothing was captured
 ``choose_source(facts, source, backend)``, ``choose_reader(facts, reader)``,
 ``choose_monitor(facts, monitor, native_tables)``, ``native_nft_tables(nft_list_tables_text)``
 """
