@@ -36,7 +36,6 @@ import ipaddress
 import re
 import secrets
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter import _wire
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
 
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
@@ -231,12 +230,6 @@ def check_capture_id(cid):
 
 
 # ---------------------------------------------------------------------------------------- remote output
-def parse_sections(text):
-    """Deprecated: ``_wire.parse(text).as_dict()``.  Only ``_firewall`` still calls it, until it reads its
-    output with ``_wire`` (issue 14); then this goes."""
-    return _wire.parse(text).as_dict()
-
-
 def leftover_warnings(lines):
     """The ``@@leftover`` lines of START_SCRIPT -> one warning each."""
     out = []
