@@ -223,8 +223,8 @@ class CaptureTask:
             lifetime = int(p['duration']) + (p['probe']['timeout'] if p['probe'] else 0) + 120
         else:
             lifetime = p['lifetime']
-        res, sections = wire.run(m, cap.START_SCRIPT, args=[cid, plan['source'], plan['tool'], plan['file'] or 'auto',
-                                                             lifetime], what='Starting the capture')
+        args = [cid, plan['source'], plan['tool'], plan['file'] or 'auto', lifetime]
+        res, sections = wire.run(m, cap.START_SCRIPT, args=args, what='Starting the capture')
         for warning in cap.leftover_warnings(sections.get('leftover', [])):
             m.warn(warning)
         state = wire.parse_kv(sections.get('state', []))
