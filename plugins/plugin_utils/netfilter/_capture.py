@@ -36,13 +36,13 @@ import ipaddress
 import re
 import secrets
 
-from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import parse_save
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import XTABLES_TABLES, parse_save
 
 __all__ = ['START_SCRIPT', 'STOP_SCRIPT', 'CUT_AWK', 'PROBE_CMD_SCRIPT', 'CaptureError', 'new_capture_id',
            'check_capture_id', 'leftover_warnings', 'parse_ifaces', 'parse_addrs',
            'host_line_filter', 'flow_matches', 'filter_packets', 'drop_orphans', 'loss_warnings', 'unparsed_summary',
            'diagnose_empty', 'choose_source', 'choose_reader',
-           'choose_monitor', 'native_nft_tables', 'XTABLES_TABLES', 'trace_rules_in', 'KEEP_RE']
+           'choose_monitor', 'native_nft_tables', 'trace_rules_in', 'KEEP_RE']
 
 CAPTURE_ID_RE = re.compile(r'^[a-z0-9]{6,32}$')
 
@@ -574,11 +574,6 @@ def choose_reader(facts, reader='auto'):
     if 'journalctl' in tools and facts.get('systemd'):
         return 'journalctl'
     return 'syslog'
-
-
-# Tables iptables-nft creates (``nft list tables`` names them ``<family> <table>``); any other table is a
-# native nftables one (libvirt's ``libvirt_network`` with firewall_backend=nftables, firewalld, ...).
-XTABLES_TABLES = frozenset(('filter', 'nat', 'raw', 'mangle', 'security', 'broute'))
 
 
 def native_nft_tables(text):

@@ -76,7 +76,6 @@ CAPTURE_REQUIRED_IF = [('action', 'stop', ['capture_id'])]
 
 NAME_RE = re.compile(r'^[A-Za-z0-9_.@+-]{1,64}$')
 PORT_RE = re.compile(r'^\d{1,5}(:\d{1,5})?$')
-IFACE_RE = re.compile(r'^[A-Za-z0-9_.@:+-]{1,15}$')
 OUTPUT_KEPT = 4000      # characters of the probe's stdout and stderr returned
 
 
@@ -141,7 +140,7 @@ class CaptureTask:
             lo_hi = [int(x) for x in port.split(':')] if PORT_RE.match(port) else None
             if not lo_hi or any(x > 65535 for x in lo_hi) or (len(lo_hi) == 2 and lo_hi[0] > lo_hi[1]):
                 m.fail_json(msg='match: bad port or port range %r (N or LOW:HIGH, 0-65535)' % port)
-        if match.get('in_interface') is not None and not IFACE_RE.match(match['in_interface']):
+        if match.get('in_interface') is not None and not rs.IFACE_RE.match(match['in_interface']):
             m.fail_json(msg='match.in_interface: %r is not an interface name' % match['in_interface'])
         pr = p['probe']
         if pr:

@@ -32,7 +32,7 @@ import shlex
 import time
 
 __all__ = ['parse_save', 'Ruleset', 'SavedRule', 'Rule', 'RuleError', 'build_rules', 'plan', 'FamilyPlan', 'parse_tag',
-           'render_batch', 'check_protocol', 'TAG_PREFIX', 'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC',
+           'render_batch', 'check_protocol', 'TAG_PREFIX', 'XTABLES_TABLES', 'BACKEND_SPEC', 'MATCH_SPEC', 'LIMITS_SPEC', 'RULESET_SPEC',
            'LOG_LEVELS', 'TABLES', 'TRACE_CHAINS']
 
 # Argument specs shared by the netfilter action plugins; their documentation is the doc fragment
@@ -79,6 +79,9 @@ FORBIDDEN_EXTRA = {
 }
 LOG_LEVELS = {'emerg': 0, 'alert': 1, 'crit': 2, 'error': 3, 'warning': 4, 'notice': 5, 'info': 6, 'debug': 7}
 TABLES = ('filter', 'nat', 'mangle', 'raw', 'security')
+# Tables iptables-nft creates (``nft list tables`` names them ``<family> <table>``; ``broute`` is ebtables'); any
+# other table is a native nftables one (libvirt's ``libvirt_network`` with firewall_backend=nftables, firewalld, ...).
+XTABLES_TABLES = frozenset(TABLES + ('broute',))
 TRACE_CHAINS = ('PREROUTING', 'OUTPUT')   # the raw table's chains: where TRACE can go
 MAX_COMMENT = 256
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._ruleset import XTABLES_TABLES
 from ansible_collections.virtops.virtnet.plugins.plugin_utils.netfilter._trace_parse import (
     LIBVIRT_NFT_HOOKS as _LIBVIRT_NFT_HOOKS, LIBVIRT_NFT_TABLE, hook_of_chain)
 
@@ -75,7 +76,6 @@ def _endpoint(addr, port):
 
 _NAT_HOOK_WORDS = (("masquerade", "POSTROUTING"), ("snat", "POSTROUTING"), ("dnat", "PREROUTING"),
                    ("redirect", "PREROUTING"))
-_XTABLES_TABLES = frozenset(("filter", "nat", "raw", "mangle", "security", "broute"))
 
 
 def hook_path(packet):
@@ -116,7 +116,7 @@ def backend_of(packet, hop):
     iptables table seen through nfnetlink) or ``nftables`` (a native nft table), as firewall_info names them."""
     if packet.get("source") == "legacy":
         return "iptables-legacy"
-    if _s(hop.get("table")) in _XTABLES_TABLES:
+    if _s(hop.get("table")) in XTABLES_TABLES:
         return "iptables-nft"
     return "nftables"
 
