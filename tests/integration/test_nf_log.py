@@ -108,18 +108,20 @@ def test_arp_on_el6_is_a_clear_error(lab, run_module):
 
 
 def test_module_that_cannot_be_loaded_names_module_and_kernel(lab, run_module):
-    """el6: ipt_LOG must be loaded when nothing is bound; make the persona's modprobe not know it."""
+    """el6: ipt_LOG must be loaded when nothing is bound; make the persona's modprobe not know it (the
+    wrapper reads the module names the persona's kernel has from /etc/virtlab/modules)."""
     host = "el6-1"
     lab.exec(host, ["sysctl", "-w", "net.netfilter.nf_log.2=NONE"])
-    lab.exec(host, ["sh", "-c", "cp /usr/sbin/modprobe /tmp/modprobe.orig && "
-                                "sed -i 's/ ipt_LOG / /' /usr/sbin/modprobe"])
+    lab.exec(host, ["sh", "-c", "cp /etc/virtlab/modules /tmp/modules.orig && "
+                                "grep -vx ipt_LOG /tmp/modules.orig > /etc/virtlab/modules"])
+    assert lab.exec(host, ["modprobe", "ipt_LOG"], check=False).returncode != 0, "the wrapper still knows ipt_LOG"
     try:
         res = run_module(host, MOD, families=["ipv4"])
         assert res["failed"]
         assert "ipt_LOG" in res["msg"] and "2.6.32-754.el6.x86_64" in res["msg"], res["msg"]
         assert lab.exec(host, ["sysctl", "-n", "net.netfilter.nf_log.2"]).stdout.strip() == "NONE"
     finally:
-        lab.exec(host, ["sh", "-c", "cp /tmp/modprobe.orig /usr/sbin/modprobe"])
+        lab.exec(host, ["cp", "/tmp/modules.orig", "/etc/virtlab/modules"])
         ok(run_module(host, MOD, families=["ipv4"]))
 
 
