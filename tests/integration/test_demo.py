@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """`make demo` (scripts/demo.sh) on the el10 persona: libvirt's nftables backend. The demo brings up its
-own one-host lab (named after this session's lab, suffix ``d``), declares the NAT network, traces a
+own one-host lab (named after the test run's lab, $VIRTLAB_NAME, suffix ``d``), declares the NAT network, traces a
 guest's TCP connection to the uplink 10.44.32.217:3128 and explains it; the explanation must name
 libvirt's nft chains, and the demo's lab must be gone afterwards.
 
